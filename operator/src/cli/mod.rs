@@ -1,0 +1,43 @@
+//! The `trellis` command line: one module per subcommand.
+
+mod crds;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Trellis: an SMI-first, GitOps-driven service mesh.
+#[derive(Debug, Parser)]
+#[command(name = "trellis", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a repository of SMI and Trellis manifests, offline.
+    Validate(validate::Args),
+    /// Print or write the CustomResourceDefinitions Trellis serves.
+    Crds(crds::Args),
+}
+
+/// Exit codes shared by every subcommand.
+pub mod exit {
+    /// Everything is fine.
+    pub const OK: u8 = 0;
+    /// The command ran and found problems.
+    pub const PROBLEMS: u8 = 1;
+    /// The command was used wrongly (bad flag, missing path).
+    pub const USAGE: u8 = 2;
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Crds(args) => crds::run(args),
+    };
+    ExitCode::from(code)
+}

@@ -1,0 +1,11 @@
+//! The Trellis control plane and the `trellis` CLI.
+//!
+//! - [`manifest`]: reading trees of YAML manifests with file and line of every field.
+//! - [`lint`]: `trellis validate`: per-resource validation and cross-references.
+//! - [`cli`]: the command line.
+//!
+//! The control plane proper (index, compile, discovery, identity) builds on these.
+
+pub mod cli;
+pub mod lint;
+pub mod manifest;

@@ -1,0 +1,173 @@
+//! Checks across the objects of one tree of manifests: references to Services and route
+//! resources, and TrafficSplits that claim the same root.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use smi_crds::access::rule_kinds;
+use smi_crds::dynamic::Resource;
+use smi_crds::validate::Problem;
+
+use super::Parsed;
+use crate::manifest::Object;
+
+/// `(namespace, name)` of an object.
+type Key = (String, String);
+
+/// Problems per object, from references that do not resolve inside the tree.
+pub(super) fn check<'a>(parsed: &[Parsed<'a>], services: &[Key]) -> Vec<(&'a Object, Vec<Problem>)> {
+    let services: BTreeSet<&Key> = services.iter().collect();
+    let mut route_groups: BTreeMap<Key, Vec<&str>> = BTreeMap::new();
+    let mut routes: BTreeSet<(&str, Key)> = BTreeSet::new();
+    for p in parsed {
+        let key = (p.namespace.clone(), p.resource.metadata().name.clone().unwrap_or_default());
+        match &p.resource {
+            Resource::HTTPRouteGroup(g) => {
+                route_groups.insert(key, g.spec.matches.iter().map(|m| m.name.as_str()).collect());
+            }
+            Resource::TCPRoute(_) => {
+                routes.insert((rule_kinds::TCP_ROUTE, key));
+            }
+            Resource::UDPRoute(_) => {
+                routes.insert((rule_kinds::UDP_ROUTE, key));
+            }
+            _ => {}
+        }
+    }
+    let refs = Refs {
+        services,
+        route_groups,
+        routes,
+    };
+    let mut out: Vec<(&Object, Vec<Problem>)> = parsed
+        .iter()
+        .map(|p| (p.object, refs.problems(p)))
+        .collect();
+    for (index, problem) in conflicting_splits(parsed) {
+        out[index].1.push(problem);
+    }
+    out.retain(|(_, problems)| !problems.is_empty());
+    out
+}
+
+struct Refs<'a> {
+    services: BTreeSet<&'a Key>,
+    route_groups: BTreeMap<Key, Vec<&'a str>>,
+    routes: BTreeSet<(&'a str, Key)>,
+}
+
+impl Refs<'_> {
+    fn problems(&self, p: &Parsed<'_>) -> Vec<Problem> {
+        let ns = &p.namespace;
+        let key = |name: &str| (ns.clone(), name.to_owned());
+        let mut problems = Vec::new();
+        match &p.resource {
+            Resource::TrafficSplit(ts) => {
+                let root = root_name(&ts.spec.service);
+                if !root.is_empty() && !self.services.contains(&key(root)) {
+                    problems.push(Problem::warning(
+                        "spec.service",
+                        format!("no Service {root:?} in namespace {ns:?} in these manifests; the split applies once it exists"),
+                    ));
+                }
+                for (i, b) in ts.spec.backends.iter().enumerate() {
+                    if !b.service.is_empty() && !self.services.contains(&key(&b.service)) {
+                        problems.push(Problem::warning(
+                            format!("spec.backends[{i}].service"),
+                            format!(
+                                "no Service {:?} in namespace {ns:?} in these manifests; this backend gets no traffic until it exists",
+                                b.service
+                            ),
+                        ));
+                    }
+                }
+                for (i, m) in ts.spec.matches.iter().enumerate() {
+                    if !m.name.is_empty() && !self.route_groups.contains_key(&key(&m.name)) {
+                        problems.push(Problem::error(
+                            format!("spec.matches[{i}].name"),
+                            format!("no HTTPRouteGroup {:?} in namespace {ns:?}; create it or fix the name", m.name),
+                        ));
+                    }
+                }
+            }
+            Resource::TrafficTarget(tt) => {
+                for (i, rule) in tt.spec.rules.iter().enumerate() {
+                    if rule.name.is_empty() {
+                        continue;
+                    }
+                    let field = format!("spec.rules[{i}].name");
+                    let missing = || {
+                        Problem::error(
+                            field.clone(),
+                            format!("no {} {:?} in namespace {ns:?}; create it or fix the name", rule.kind, rule.name),
+                        )
+                    };
+                    if rule.kind == rule_kinds::HTTP_ROUTE_GROUP {
+                        let Some(names) = self.route_groups.get(&key(&rule.name)) else {
+                            problems.push(missing());
+                            continue;
+                        };
+                        for (k, m) in rule.matches.iter().enumerate() {
+                            if !names.contains(&m.as_str()) {
+                                problems.push(Problem::error(
+                                    format!("spec.rules[{i}].matches[{k}]"),
+                                    format!(
+                                        "HTTPRouteGroup {:?} has no match {m:?}; its matches are: {}",
+                                        rule.name,
+                                        names.join(", ")
+                                    ),
+                                ));
+                            }
+                        }
+                    } else if (rule.kind == rule_kinds::TCP_ROUTE || rule.kind == rule_kinds::UDP_ROUTE)
+                        && !self.routes.contains(&(rule.kind.as_str(), key(&rule.name)))
+                    {
+                        problems.push(missing());
+                    }
+                }
+            }
+            _ => {}
+        }
+        problems
+    }
+}
+
+/// The Service name of a root: `web`, `web.ns.svc.cluster.local.` -> `web`.
+fn root_name(service: &str) -> &str {
+    service.split('.').next().unwrap_or_default()
+}
+
+/// Splits without `matches` that share a root: at most one may apply.
+fn conflicting_splits(parsed: &[Parsed<'_>]) -> Vec<(usize, Problem)> {
+    let mut by_root: BTreeMap<(String, String), Vec<(usize, String)>> = BTreeMap::new();
+    for (index, p) in parsed.iter().enumerate() {
+        if let Resource::TrafficSplit(ts) = &p.resource {
+            if ts.spec.matches.is_empty() && !ts.spec.service.is_empty() {
+                let root = root_name(&ts.spec.service).to_ascii_lowercase();
+                let name = ts.metadata.name.clone().unwrap_or_default();
+                by_root.entry((p.namespace.clone(), root)).or_default().push((index, name));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for ((_, root), splits) in by_root.into_iter().filter(|(_, s)| s.len() > 1) {
+        for (index, name) in &splits {
+            let others: Vec<&str> = splits
+                .iter()
+                .filter(|(i, _)| i != index)
+                .map(|(_, n)| n.as_str())
+                .collect();
+            out.push((
+                *index,
+                Problem::error(
+                    "spec.service",
+                    format!(
+                        "TrafficSplit {} also splits {root:?} without matches; only one split without \
+                         matches applies to a root Service (the oldest): merge them or give {name:?} matches",
+                        others.iter().map(|o| format!("{o:?}")).collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+            ));
+        }
+    }
+    out
+}
