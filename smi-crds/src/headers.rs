@@ -64,23 +64,43 @@ impl<'de> Deserialize<'de> for HeaderMatches {
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
-                while let Some(map) = seq.next_element::<Vec<(String, String)>>()? {
-                    out.extend(map);
+                while let Some(Pairs(pairs)) = seq.next_element::<Pairs>()? {
+                    out.extend(pairs);
                 }
                 Ok(out.into_iter().collect())
             }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some(entry) = map.next_entry::<String, String>()? {
-                    out.push(entry);
-                }
-                Ok(out.into_iter().collect())
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let Pairs(pairs) = Pairs::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(pairs.into_iter().collect())
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(HeaderMatches::default())
             }
         }
         deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// The entries of one map, in the order written.
+struct Pairs(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = Pairs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of header: regex")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<String, String>()? {
+                    out.push(entry);
+                }
+                Ok(Pairs(out))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }
 
