@@ -252,7 +252,9 @@ fn read<T: DeserializeOwned>(value: Value) -> Result<T, ParseError> {
         let path = e.path().to_string();
         let message = e.inner().to_string();
         let at = |name: &str| {
-            if path == "." || path.is_empty() {
+            if path.ends_with(&format!(".{name}")) || path == name {
+                path.clone()
+            } else if path == "." || path.is_empty() {
                 name.to_owned()
             } else {
                 format!("{path}.{name}")
