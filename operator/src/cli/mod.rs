@@ -18,6 +18,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check a repository of SMI and Trellis manifests, offline.
+    ///
+    /// Reads every YAML file under the paths: SMI resources of every served version
+    /// (TrafficSplit, TrafficTarget, HTTPRouteGroup, TCPRoute, UDPRoute), Trellis resources
+    /// and Services, and checks each resource and the references between them.
+    ///
+    /// Every problem is printed as `file:line: kind/namespace/name: field: message`.
+    /// Exit status: 0 when there is no error (warnings allowed), 1 when there are
+    /// problems, 2 on a usage error. Objects of other kinds are skipped and counted.
+    #[command(verbatim_doc_comment)]
     Validate(validate::Args),
     /// Print or write the CustomResourceDefinitions Trellis serves.
     Crds(crds::Args),

@@ -8,14 +8,8 @@ use smi_crds::validate::DEFAULT_NAMESPACE;
 use super::exit;
 use crate::{lint, manifest};
 
-/// Check SMI (TrafficSplit, TrafficTarget, HTTPRouteGroup, TCPRoute, UDPRoute) and Trellis
-/// manifests, of every served version, together with the Services beside them.
-///
-/// Every problem is printed as `file:line: kind/namespace/name: field: message`.
-/// Exit status: 0 when there is no error (warnings allowed), 1 when there are problems,
-/// 2 on a usage error. Objects of other kinds are skipped and counted.
+/// Arguments of `trellis validate` (its help text is on `cli::Command::Validate`).
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Files or directories to check (directories are read recursively: *.yaml, *.yml).
     #[arg(required = true, value_name = "PATH")]

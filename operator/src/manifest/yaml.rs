@@ -206,11 +206,18 @@ impl<'a> Reader<'a> {
 
     fn mapping(&mut self, path: &str) -> Result<Value> {
         let mut map = Map::new();
+        let mut merged = Map::new();
         loop {
             let (event, span) = self.next()?;
             let line = span.start.line();
             let (key, plain) = match event {
-                Event::MappingEnd => return Ok(Value::Object(map)),
+                Event::MappingEnd => {
+                    // Keys written in the mapping win over merged ones, wherever `<<` is.
+                    for (k, v) in merged {
+                        map.entry(k).or_insert(v);
+                    }
+                    return Ok(Value::Object(map));
+                }
                 Event::Scalar(text, style, ..) => (text.into_owned(), style == ScalarStyle::Plain),
                 Event::SequenceStart(..) | Event::MappingStart(..) | Event::Alias(_) => {
                     return Err(YamlError {
@@ -228,7 +235,7 @@ impl<'a> Reader<'a> {
             let (event, span) = self.next()?;
             let value = self.node(event, span, &child)?;
             if plain && key == "<<" {
-                merge_into(&mut map, value);
+                merge_into(&mut merged, value);
                 continue;
             }
             if map.contains_key(&key) {
@@ -250,7 +257,7 @@ fn is_node(event: &Event<'_>) -> bool {
     )
 }
 
-/// YAML merge keys (`<<: *defaults`): entries already present win.
+/// YAML merge keys (`<<: *defaults`): the first source that has a key wins.
 fn merge_into(map: &mut Map<String, Value>, value: Value) {
     let sources = match value {
         Value::Array(items) => items,
