@@ -28,11 +28,18 @@ fn check_reports_a_stale_file_and_how_to_fix_it() {
     assert_eq!(out.status.code(), Some(0));
     let file = dir.path().join("trafficsplits.split.smi-spec.io.yaml");
     let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text.replace("shortNames:\n    - ts", "shortNames:\n    - split")).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("shortNames:\n    - ts", "shortNames:\n    - split"),
+    )
+    .unwrap();
     let out = trellis(&["crds", "--check", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("trafficsplits.split.smi-spec.io.yaml: differs from the generated CRD"), "{stderr}");
+    assert!(
+        stderr.contains("trafficsplits.split.smi-spec.io.yaml: differs from the generated CRD"),
+        "{stderr}"
+    );
     assert!(stderr.contains("run `just crds`"), "{stderr}");
 }
 
@@ -41,7 +48,10 @@ fn printed_crds_are_valid_yaml_documents_one_per_kind() {
     let out = trellis(&["crds"]);
     let text = String::from_utf8(out.stdout).unwrap();
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
-    let names: Vec<&str> = docs.iter().map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = docs
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(
         names,
         [

@@ -53,7 +53,11 @@ fn the_example_repo_is_clean() {
     let out = trellis(&["validate", "../gitops-examples"]);
     assert_eq!(stdout(&out), "");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stderr(&out).starts_with("0 errors, 0 warnings in 6 files (8 resources checked"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("0 errors, 0 warnings in 6 files (8 resources checked"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -61,7 +65,10 @@ fn json_output_carries_every_finding_and_the_summary() {
     let out = trellis(&["validate", "--output", "json", "tests/fixtures/broken"]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
-    assert_eq!(report["findings"].as_array().unwrap().len(), EXPECTED_BROKEN.lines().count());
+    assert_eq!(
+        report["findings"].as_array().unwrap().len(),
+        EXPECTED_BROKEN.lines().count()
+    );
     assert_eq!(report["summary"]["errors"], 8);
     assert_eq!(report["summary"]["warnings"], 1);
     assert_eq!(report["summary"]["skipped"], 1);
@@ -77,7 +84,10 @@ fn json_output_carries_every_finding_and_the_summary() {
 fn a_missing_path_is_a_usage_error() {
     let out = trellis(&["validate", "no/such/dir"]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(stderr(&out).trim(), "error: no/such/dir: no such file or directory");
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: no/such/dir: no such file or directory"
+    );
 }
 
 #[test]
@@ -109,7 +119,11 @@ fn warnings_pass_unless_strict() {
     let path = dir.path().to_str().unwrap();
     let relaxed = trellis(&["validate", path]);
     assert_eq!(relaxed.status.code(), Some(0));
-    assert_eq!(stdout(&relaxed).lines().count(), 2, "root and backend Services are missing");
+    assert_eq!(
+        stdout(&relaxed).lines().count(),
+        2,
+        "root and backend Services are missing"
+    );
     assert!(stdout(&relaxed).lines().all(|l| l.contains(": warning: ")));
     let strict = trellis(&["validate", "--strict", path]);
     assert_eq!(strict.status.code(), Some(1));
@@ -126,12 +140,30 @@ fn objects_without_a_namespace_are_read_in_the_given_one() {
 #[test]
 fn unknown_kinds_and_helm_templates_are_skipped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "app.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n---\napiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: shop}\n");
-    write(dir.path(), "chart/Chart.yaml", "apiVersion: v2\nname: shop\nversion: 0.1.0\n");
-    write(dir.path(), "chart/templates/split.yaml", "apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\n{{- if .Values.split }}\n");
+    write(
+        dir.path(),
+        "app.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n---\napiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: shop}\n",
+    );
+    write(
+        dir.path(),
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: shop\nversion: 0.1.0\n",
+    );
+    write(
+        dir.path(),
+        "chart/templates/split.yaml",
+        "apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\n{{- if .Values.split }}\n",
+    );
     write(dir.path(), ".git/config.yaml", "not: [valid");
     let out = trellis(&["validate", dir.path().to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert_eq!(
         stderr(&out).trim(),
         "0 errors, 0 warnings in 2 files (0 resources checked, 3 of other kinds skipped, 1 Helm templates skipped)"
@@ -159,6 +191,12 @@ fn list_items_are_checked_with_their_own_lines() {
 fn help_explains_the_output_and_exit_codes() {
     let out = trellis(&["validate", "--help"]);
     let help = stdout(&out);
-    assert!(help.contains("file:line: kind/namespace/name: field: message"), "{help}");
-    assert!(help.contains("Exit status: 0 when there is no error"), "{help}");
+    assert!(
+        help.contains("file:line: kind/namespace/name: field: message"),
+        "{help}"
+    );
+    assert!(
+        help.contains("Exit status: 0 when there is no error"),
+        "{help}"
+    );
 }

@@ -5,8 +5,8 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
 };
-use kube::core::crd::merge_crds;
 use kube::CustomResourceExt;
+use kube::core::crd::merge_crds;
 
 use crate::{access, specs, split, trellis};
 
@@ -44,11 +44,11 @@ pub fn all() -> Vec<CustomResourceDefinition> {
             ],
             specs::HUB_VERSION,
         ),
-        smi(vec![specs::udp_route::v1alpha4::UDPRoute::crd()], specs::HUB_VERSION),
-        finish(
-            trellis::mesh_config::MeshConfig::crd(),
-            "trellis",
+        smi(
+            vec![specs::udp_route::v1alpha4::UDPRoute::crd()],
+            specs::HUB_VERSION,
         ),
+        finish(trellis::mesh_config::MeshConfig::crd(), "trellis"),
     ]
 }
 
@@ -62,9 +62,8 @@ fn merge(crds: Vec<CustomResourceDefinition>, hub: &str) -> CustomResourceDefini
 fn finish(mut crd: CustomResourceDefinition, category: &str) -> CustomResourceDefinition {
     crd.spec.versions.sort_by(|a, b| b.name.cmp(&a.name));
     crd.spec.names.categories = Some(vec![category.to_owned()]);
-    crd.metadata.labels = Some(
-        [("app.kubernetes.io/part-of".to_owned(), "trellis".to_owned())].into(),
-    );
+    crd.metadata.labels =
+        Some([("app.kubernetes.io/part-of".to_owned(), "trellis".to_owned())].into());
     for version in &mut crd.spec.versions {
         if let Some(schema) = version
             .schema
@@ -85,7 +84,10 @@ fn allow_unknown_fields(schema: &mut JSONSchemaProps) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
         JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
     };
-    if matches!(schema.additional_properties, Some(JSONSchemaPropsOrBool::Bool(false))) {
+    if matches!(
+        schema.additional_properties,
+        Some(JSONSchemaPropsOrBool::Bool(false))
+    ) {
         schema.additional_properties = None;
     }
     for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
@@ -93,7 +95,9 @@ fn allow_unknown_fields(schema: &mut JSONSchemaProps) {
     }
     match schema.items.as_mut() {
         Some(JSONSchemaPropsOrArray::Schema(item)) => allow_unknown_fields(item),
-        Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(allow_unknown_fields),
+        Some(JSONSchemaPropsOrArray::Schemas(items)) => {
+            items.iter_mut().for_each(allow_unknown_fields)
+        }
         None => {}
     }
     if let Some(JSONSchemaPropsOrBool::Schema(extra)) = schema.additional_properties.as_mut() {

@@ -8,11 +8,13 @@ use kube::core::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::ConversionError;
 use crate::access::{self, TrafficTarget};
-use crate::specs::{self, HTTPRouteGroup, TCPRoute, UDPRoute, http_route_group, tcp_route, udp_route};
+use crate::specs::{
+    self, HTTPRouteGroup, TCPRoute, UDPRoute, http_route_group, tcp_route, udp_route,
+};
 use crate::split::{self, TrafficSplit};
 use crate::trellis::{self, mesh_config, mesh_config::MeshConfig};
-use crate::ConversionError;
 
 /// A resource Trellis reads, at its hub version.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,7 +70,11 @@ impl ParseError {
 pub const SERVED: [(&str, &str, &[&str]); 6] = [
     (split::GROUP, split::KIND, &split::VERSIONS),
     (access::GROUP, access::KIND, &access::VERSIONS),
-    (specs::GROUP, http_route_group::KIND, &http_route_group::VERSIONS),
+    (
+        specs::GROUP,
+        http_route_group::KIND,
+        &http_route_group::VERSIONS,
+    ),
     (specs::GROUP, tcp_route::KIND, &tcp_route::VERSIONS),
     (specs::GROUP, udp_route::KIND, &udp_route::VERSIONS),
     (trellis::GROUP, mesh_config::KIND, &[trellis::VERSION]),
@@ -95,7 +101,11 @@ pub fn parse(mut value: Value) -> Result<Option<Resource>, ParseError> {
         return Err(ParseError::UnservedVersion {
             kind,
             api_version: api_version.clone(),
-            served: versions.iter().map(|v| format!("{group}/{v}")).collect::<Vec<_>>().join(", "),
+            served: versions
+                .iter()
+                .map(|v| format!("{group}/{v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     }
     check_top_level(&value)?;
@@ -143,21 +153,27 @@ pub fn to_version(resource: &Resource, version: &str) -> Result<Value, ParseErro
     let unserved = |kind: &str, group: &str, versions: &[&str]| ParseError::UnservedVersion {
         kind: kind.to_owned(),
         api_version: format!("{group}/{version}"),
-        served: versions.iter().map(|v| format!("{group}/{v}")).collect::<Vec<_>>().join(", "),
+        served: versions
+            .iter()
+            .map(|v| format!("{group}/{v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     let json = |v: Result<Value, serde_json::Error>| v.expect("Trellis types serialize to JSON");
     Ok(match (resource, version) {
         (Resource::TrafficSplit(ts), "v1alpha4") => json(serde_json::to_value(ts)),
-        (Resource::TrafficSplit(ts), "v1alpha3") => {
-            json(serde_json::to_value(split::v1alpha3::TrafficSplit::from(ts.clone())))
-        }
+        (Resource::TrafficSplit(ts), "v1alpha3") => json(serde_json::to_value(
+            split::v1alpha3::TrafficSplit::from(ts.clone()),
+        )),
         (Resource::TrafficSplit(ts), "v1alpha2") => json(serde_json::to_value(
             split::v1alpha2::TrafficSplit::try_from(ts.clone())?,
         )),
         (Resource::TrafficSplit(ts), "v1alpha1") => json(serde_json::to_value(
             split::v1alpha1::TrafficSplit::try_from(ts.clone())?,
         )),
-        (Resource::TrafficSplit(_), _) => return Err(unserved(split::KIND, split::GROUP, &split::VERSIONS)),
+        (Resource::TrafficSplit(_), _) => {
+            return Err(unserved(split::KIND, split::GROUP, &split::VERSIONS));
+        }
         (Resource::TrafficTarget(tt), "v1alpha3") => json(serde_json::to_value(tt)),
         (Resource::TrafficTarget(tt), "v1alpha2") => json(serde_json::to_value(
             access::v1alpha2::TrafficTarget::try_from(tt.clone())?,
@@ -170,22 +186,38 @@ pub fn to_version(resource: &Resource, version: &str) -> Result<Value, ParseErro
             http_route_group::v1alpha3::HTTPRouteGroup::from(g.clone()),
         )),
         (Resource::HTTPRouteGroup(_), _) => {
-            return Err(unserved(http_route_group::KIND, specs::GROUP, &http_route_group::VERSIONS));
+            return Err(unserved(
+                http_route_group::KIND,
+                specs::GROUP,
+                &http_route_group::VERSIONS,
+            ));
         }
         (Resource::TCPRoute(r), "v1alpha4") => json(serde_json::to_value(r)),
         (Resource::TCPRoute(r), "v1alpha3") => json(serde_json::to_value(
             tcp_route::v1alpha3::TCPRoute::try_from(r.clone())?,
         )),
         (Resource::TCPRoute(_), _) => {
-            return Err(unserved(tcp_route::KIND, specs::GROUP, &tcp_route::VERSIONS));
+            return Err(unserved(
+                tcp_route::KIND,
+                specs::GROUP,
+                &tcp_route::VERSIONS,
+            ));
         }
         (Resource::UDPRoute(r), "v1alpha4") => json(serde_json::to_value(r)),
         (Resource::UDPRoute(_), _) => {
-            return Err(unserved(udp_route::KIND, specs::GROUP, &udp_route::VERSIONS));
+            return Err(unserved(
+                udp_route::KIND,
+                specs::GROUP,
+                &udp_route::VERSIONS,
+            ));
         }
         (Resource::MeshConfig(m), "v1alpha1") => json(serde_json::to_value(m)),
         (Resource::MeshConfig(_), _) => {
-            return Err(unserved(mesh_config::KIND, trellis::GROUP, &[trellis::VERSION]));
+            return Err(unserved(
+                mesh_config::KIND,
+                trellis::GROUP,
+                &[trellis::VERSION],
+            ));
         }
     })
 }
@@ -261,14 +293,15 @@ fn read<T: DeserializeOwned>(value: Value) -> Result<T, ParseError> {
             }
         };
         let quoted = |m: &str| m.split('`').nth(1).map(str::to_owned);
-        let (field, message) = if let Some(name) = message.strip_prefix("missing field ").and_then(quoted) {
-            (at(&name), "required".to_owned())
-        } else if let Some(name) = message.strip_prefix("unknown field ").and_then(quoted) {
-            let expected = message.split_once(", expected ").map_or("", |(_, e)| e);
-            (at(&name), format!("unknown field; expected {expected}"))
-        } else {
-            (if path == "." { String::new() } else { path }, message)
-        };
+        let (field, message) =
+            if let Some(name) = message.strip_prefix("missing field ").and_then(quoted) {
+                (at(&name), "required".to_owned())
+            } else if let Some(name) = message.strip_prefix("unknown field ").and_then(quoted) {
+                let expected = message.split_once(", expected ").map_or("", |(_, e)| e);
+                (at(&name), format!("unknown field; expected {expected}"))
+            } else {
+                (if path == "." { String::new() } else { path }, message)
+            };
         ParseError::Invalid { field, message }
     })
 }

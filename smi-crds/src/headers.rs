@@ -140,10 +140,9 @@ mod tests {
 
     #[test]
     fn reads_the_list_of_maps_form() {
-        let h: HeaderMatches = serde_json::from_str(
-            r#"[{"user-agent": ".*Firefox.*"}, {"x-canary": "true"}]"#,
-        )
-        .unwrap();
+        let h: HeaderMatches =
+            serde_json::from_str(r#"[{"user-agent": ".*Firefox.*"}, {"x-canary": "true"}]"#)
+                .unwrap();
         assert_eq!(h, firefox());
     }
 

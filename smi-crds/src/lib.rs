@@ -18,6 +18,9 @@
 //!
 //! This crate knows nothing about proxies, gRPC or the Kubernetes client.
 
+// `#[kube(printcolumn(name = .., type_ = ..), printcolumn(..))]` repeats keys by design.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod access;
 pub mod conditions;
 pub mod crdgen;

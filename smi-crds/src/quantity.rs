@@ -88,7 +88,9 @@ fn parse(s: &str) -> Option<Decimal> {
     }
     let mut mantissa: i128 = 0;
     for d in int_part.bytes().chain(frac_part.bytes()) {
-        mantissa = mantissa.checked_mul(10)?.checked_add(i128::from(d - b'0'))?;
+        mantissa = mantissa
+            .checked_mul(10)?
+            .checked_add(i128::from(d - b'0'))?;
     }
     let mut exponent = -i32::try_from(frac_part.len()).ok()?;
     match suffix {
@@ -195,7 +197,10 @@ mod tests {
     #[test]
     fn rejects_what_kubernetes_rejects() {
         for bad in ["", "m", "1.2.3", "1x", "abc", "1e", "1Zi"] {
-            assert!(Quantity::new(bad).value().is_err(), "{bad:?} should be rejected");
+            assert!(
+                Quantity::new(bad).value().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

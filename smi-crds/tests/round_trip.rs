@@ -17,7 +17,12 @@ fn hub(manifest: &Value) -> Resource {
 /// Parse at the manifest's version, convert to the hub, write back at that version.
 fn assert_round_trip(text: &str) {
     let original = yaml(text);
-    let version = original["apiVersion"].as_str().unwrap().split('/').nth(1).unwrap();
+    let version = original["apiVersion"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .nth(1)
+        .unwrap();
     let back = dynamic::to_version(&hub(&original), version).expect("converts back");
     assert_eq!(back, original, "round trip of {version} changed the object");
 }
@@ -79,8 +84,17 @@ spec:
     )) else {
         panic!("not a TrafficSplit")
     };
-    let weights: Vec<u32> = ts.spec.backends.iter().map(|b| b.weight.whole().unwrap()).collect();
-    assert_eq!(weights, vec![5, 10], "500m : 1 must stay 1 : 2 in whole numbers");
+    let weights: Vec<u32> = ts
+        .spec
+        .backends
+        .iter()
+        .map(|b| b.weight.whole().unwrap())
+        .collect();
+    assert_eq!(
+        weights,
+        vec![5, 10],
+        "500m : 1 must stay 1 : 2 in whole numbers"
+    );
 }
 
 #[test]
@@ -94,9 +108,17 @@ spec: {service: web, backends: [{service: a, weight: 90}, {service: b, weight: 1
     )) else {
         panic!("not a TrafficSplit")
     };
-    let weights: Vec<u32> = ts.spec.backends.iter().map(|b| b.weight.whole().unwrap()).collect();
+    let weights: Vec<u32> = ts
+        .spec
+        .backends
+        .iter()
+        .map(|b| b.weight.whole().unwrap())
+        .collect();
     assert_eq!(weights, vec![90, 10]);
-    assert_eq!(ts.metadata.annotations, None, "no annotation when nothing was rescaled");
+    assert_eq!(
+        ts.metadata.annotations, None,
+        "no annotation when nothing was rescaled"
+    );
 }
 
 #[test]
@@ -226,7 +248,10 @@ spec:
     ));
     let err = dynamic::to_version(&resource, "v1alpha2").unwrap_err();
     assert_eq!(err.field(), "spec.rules[1].kind");
-    assert_eq!(err.message(), "v1alpha2 has no UDPRoute rules; read this TrafficTarget as v1alpha3");
+    assert_eq!(
+        err.message(),
+        "v1alpha2 has no UDPRoute rules; read this TrafficTarget as v1alpha3"
+    );
 }
 
 #[test]

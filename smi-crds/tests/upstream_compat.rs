@@ -33,7 +33,10 @@ fn find<'a>(crds: &'a [Value], name: &str) -> &'a Value {
 }
 
 fn version<'a>(crd: &'a Value, name: &str) -> Option<&'a Value> {
-    crd["spec"]["versions"].as_array()?.iter().find(|v| v["name"] == name)
+    crd["spec"]["versions"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == name)
 }
 
 /// Where `ours` would reject or prune something `theirs` accepts.
@@ -44,21 +47,31 @@ fn not_accepted(ours: &Value, theirs: &Value, path: &str) -> Vec<String> {
     let mut gaps = Vec::new();
     let their_type = theirs["type"].as_str();
     let type_ok = if ours["x-kubernetes-int-or-string"] == true {
-        matches!(their_type, Some("integer" | "string")) || theirs["x-kubernetes-int-or-string"] == true
+        matches!(their_type, Some("integer" | "string"))
+            || theirs["x-kubernetes-int-or-string"] == true
     } else {
         ours["type"].as_str() == their_type
             || (ours["type"] == "number" && their_type == Some("integer"))
     };
     if !type_ok {
-        gaps.push(format!("{path}: type {} does not accept {}", ours["type"], theirs["type"]));
+        gaps.push(format!(
+            "{path}: type {} does not accept {}",
+            ours["type"], theirs["type"]
+        ));
     }
     if let Some(our_enum) = ours["enum"].as_array() {
         let theirs_enum = theirs["enum"].as_array();
         if theirs_enum.is_none_or(|e| e.iter().any(|v| !our_enum.contains(v))) {
-            gaps.push(format!("{path}: enum {our_enum:?} is narrower than {:?}", theirs["enum"]));
+            gaps.push(format!(
+                "{path}: enum {our_enum:?} is narrower than {:?}",
+                theirs["enum"]
+            ));
         }
     }
-    let their_required: Vec<&Value> = theirs["required"].as_array().map(|r| r.iter().collect()).unwrap_or_default();
+    let their_required: Vec<&Value> = theirs["required"]
+        .as_array()
+        .map(|r| r.iter().collect())
+        .unwrap_or_default();
     for r in ours["required"].as_array().into_iter().flatten() {
         if !their_required.contains(&r) {
             gaps.push(format!("{path}: requires {r}, upstream does not"));
@@ -66,15 +79,29 @@ fn not_accepted(ours: &Value, theirs: &Value, path: &str) -> Vec<String> {
     }
     for (name, their_prop) in theirs["properties"].as_object().into_iter().flatten() {
         match ours["properties"].get(name) {
-            Some(our_prop) => gaps.extend(not_accepted(our_prop, their_prop, &format!("{path}.{name}"))),
-            None => gaps.push(format!("{path}.{name}: missing (the API server would prune it)")),
+            Some(our_prop) => gaps.extend(not_accepted(
+                our_prop,
+                their_prop,
+                &format!("{path}.{name}"),
+            )),
+            None => gaps.push(format!(
+                "{path}.{name}: missing (the API server would prune it)"
+            )),
         }
     }
     if theirs.get("items").is_some() {
-        gaps.extend(not_accepted(&ours["items"], &theirs["items"], &format!("{path}[]")));
+        gaps.extend(not_accepted(
+            &ours["items"],
+            &theirs["items"],
+            &format!("{path}[]"),
+        ));
     }
     if let Some(their_extra) = theirs.get("additionalProperties") {
-        gaps.extend(not_accepted(&ours["additionalProperties"], their_extra, &format!("{path}.*")));
+        gaps.extend(not_accepted(
+            &ours["additionalProperties"],
+            their_extra,
+            &format!("{path}.*"),
+        ));
     }
     gaps
 }
@@ -86,10 +113,16 @@ fn names_short_names_and_scope_match_upstream() {
         let name = theirs["metadata"]["name"].as_str().unwrap();
         let ours = find(&ours, name);
         for field in ["group", "scope"] {
-            assert_eq!(ours["spec"][field], theirs["spec"][field], "{name}: spec.{field}");
+            assert_eq!(
+                ours["spec"][field], theirs["spec"][field],
+                "{name}: spec.{field}"
+            );
         }
         for field in ["kind", "plural", "singular", "shortNames"] {
-            assert_eq!(ours["spec"]["names"][field], theirs["spec"]["names"][field], "{name}: names.{field}");
+            assert_eq!(
+                ours["spec"]["names"][field], theirs["spec"]["names"][field],
+                "{name}: names.{field}"
+            );
         }
     }
 }
@@ -106,7 +139,10 @@ fn every_upstream_version_we_serve_accepts_what_upstream_accepts() {
             let Some(our_version) = version(our_crd, v) else {
                 // Upstream lists some versions as not served (TrafficTarget v1alpha1,
                 // HTTPRouteGroup v1alpha1/v1alpha2); Trellis does not serve them either.
-                assert_eq!(their_version["served"], false, "{name} {v} is served upstream but not by Trellis");
+                assert_eq!(
+                    their_version["served"], false,
+                    "{name} {v} is served upstream but not by Trellis"
+                );
                 continue;
             };
             let gaps = not_accepted(
@@ -125,10 +161,24 @@ fn every_upstream_version_we_serve_accepts_what_upstream_accepts() {
 fn the_hub_is_the_storage_version_and_every_version_is_served() {
     for crd in ours() {
         let versions = crd["spec"]["versions"].as_array().unwrap();
-        let storage: Vec<&Value> = versions.iter().filter(|v| v["storage"] == true).map(|v| &v["name"]).collect();
-        assert_eq!(storage, [&versions[0]["name"]], "{}: newest version stores", crd["metadata"]["name"]);
+        let storage: Vec<&Value> = versions
+            .iter()
+            .filter(|v| v["storage"] == true)
+            .map(|v| &v["name"])
+            .collect();
+        assert_eq!(
+            storage,
+            [&versions[0]["name"]],
+            "{}: newest version stores",
+            crd["metadata"]["name"]
+        );
         assert!(versions.iter().all(|v| v["served"] == true));
-        assert!(versions.iter().all(|v| v["subresources"]["status"].is_object()), "status subresource");
+        assert!(
+            versions
+                .iter()
+                .all(|v| v["subresources"]["status"].is_object()),
+            "status subresource"
+        );
     }
 }
 
@@ -145,9 +195,18 @@ fn printer_columns_make_kubectl_get_useful() {
             .map(|c| c["name"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(columns("trafficsplits.split.smi-spec.io"), ["Service", "Backends", "Weights", "Accepted", "Age"]);
-    assert_eq!(columns("traffictargets.access.smi-spec.io"), ["Destination", "Sources", "Rules", "Accepted", "Age"]);
-    assert_eq!(columns("httproutegroups.specs.smi-spec.io"), ["Matches", "Accepted", "Age"]);
+    assert_eq!(
+        columns("trafficsplits.split.smi-spec.io"),
+        ["Service", "Backends", "Weights", "Accepted", "Age"]
+    );
+    assert_eq!(
+        columns("traffictargets.access.smi-spec.io"),
+        ["Destination", "Sources", "Rules", "Accepted", "Age"]
+    );
+    assert_eq!(
+        columns("httproutegroups.specs.smi-spec.io"),
+        ["Matches", "Accepted", "Age"]
+    );
 }
 
 /// Structural schema rules the API server enforces for `apiextensions.k8s.io/v1`.
@@ -161,9 +220,16 @@ fn structural_violations(schema: &Value, path: &str, in_junctor: bool) -> Vec<St
             out.push(format!("{path}: {forbidden} is not allowed"));
         }
     }
-    let free = schema["x-kubernetes-preserve-unknown-fields"] == true || schema["x-kubernetes-int-or-string"] == true;
+    let free = schema["x-kubernetes-preserve-unknown-fields"] == true
+        || schema["x-kubernetes-int-or-string"] == true;
     if in_junctor {
-        for key in ["type", "description", "default", "additionalProperties", "nullable"] {
+        for key in [
+            "type",
+            "description",
+            "default",
+            "additionalProperties",
+            "nullable",
+        ] {
             if object.contains_key(key) {
                 out.push(format!("{path}: {key} inside anyOf/allOf/oneOf/not"));
             }
@@ -178,17 +244,33 @@ fn structural_violations(schema: &Value, path: &str, in_junctor: bool) -> Vec<St
         out.push(format!("{path}: additionalProperties with properties"));
     }
     for (name, child) in schema["properties"].as_object().into_iter().flatten() {
-        out.extend(structural_violations(child, &format!("{path}.{name}"), in_junctor));
+        out.extend(structural_violations(
+            child,
+            &format!("{path}.{name}"),
+            in_junctor,
+        ));
     }
     if let Some(items) = schema.get("items") {
-        out.extend(structural_violations(items, &format!("{path}[]"), in_junctor));
+        out.extend(structural_violations(
+            items,
+            &format!("{path}[]"),
+            in_junctor,
+        ));
     }
     if let Some(extra) = schema.get("additionalProperties").filter(|v| v.is_object()) {
-        out.extend(structural_violations(extra, &format!("{path}.*"), in_junctor));
+        out.extend(structural_violations(
+            extra,
+            &format!("{path}.*"),
+            in_junctor,
+        ));
     }
     for junctor in ["anyOf", "allOf", "oneOf"] {
         for (i, branch) in schema[junctor].as_array().into_iter().flatten().enumerate() {
-            out.extend(structural_violations(branch, &format!("{path}.{junctor}[{i}]"), true));
+            out.extend(structural_violations(
+                branch,
+                &format!("{path}.{junctor}[{i}]"),
+                true,
+            ));
         }
     }
     out
@@ -203,7 +285,12 @@ fn generated_schemas_are_structural() {
             if let Some(meta) = schema["properties"].get("metadata") {
                 violations.push(format!("metadata must not be specified: {meta}"));
             }
-            assert!(violations.is_empty(), "{} {}: {violations:#?}", crd["metadata"]["name"], v["name"]);
+            assert!(
+                violations.is_empty(),
+                "{} {}: {violations:#?}",
+                crd["metadata"]["name"],
+                v["name"]
+            );
         }
     }
 }

@@ -8,36 +8,51 @@ use smi_crds::validate::validate;
 fn problems(manifest: &str) -> Vec<String> {
     let value: Value = serde_saphyr::from_str(manifest).expect("valid YAML");
     let resource = dynamic::parse(value).expect("parses").expect("served kind");
-    validate(&resource).iter().map(ToString::to_string).collect()
+    validate(&resource)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 fn mk_split(spec: &str) -> String {
-    format!("apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: {{name: web, namespace: shop}}\nspec:\n{spec}")
+    format!(
+        "apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: {{name: web, namespace: shop}}\nspec:\n{spec}"
+    )
 }
 
 fn mk_target(spec: &str) -> String {
-    format!("apiVersion: access.smi-spec.io/v1alpha3\nkind: TrafficTarget\nmetadata: {{name: api, namespace: shop}}\nspec:\n{spec}")
+    format!(
+        "apiVersion: access.smi-spec.io/v1alpha3\nkind: TrafficTarget\nmetadata: {{name: api, namespace: shop}}\nspec:\n{spec}"
+    )
 }
 
 fn mk_route_group(spec: &str) -> String {
-    format!("apiVersion: specs.smi-spec.io/v1alpha4\nkind: HTTPRouteGroup\nmetadata: {{name: routes, namespace: shop}}\nspec:\n{spec}")
+    format!(
+        "apiVersion: specs.smi-spec.io/v1alpha4\nkind: HTTPRouteGroup\nmetadata: {{name: routes, namespace: shop}}\nspec:\n{spec}"
+    )
 }
 
 fn mk_mesh_config(name: &str, spec: &str) -> String {
-    format!("apiVersion: trellis.dev/v1alpha1\nkind: MeshConfig\nmetadata: {{name: {name}}}\nspec:\n{spec}")
+    format!(
+        "apiVersion: trellis.dev/v1alpha1\nkind: MeshConfig\nmetadata: {{name: {name}}}\nspec:\n{spec}"
+    )
 }
 
 const OK_TARGET: &str = "  destination: {kind: ServiceAccount, name: api}\n  rules: []\n  sources: [{kind: ServiceAccount, name: web}]\n";
 
 #[test]
 fn a_valid_split_has_no_problems() {
-    let split = mk_split("  service: web\n  backends: [{service: web-v1, weight: 90}, {service: web-v2, weight: 10}]\n");
+    let split = mk_split(
+        "  service: web\n  backends: [{service: web-v1, weight: 90}, {service: web-v2, weight: 10}]\n",
+    );
     assert_eq!(problems(&split), Vec::<String>::new());
 }
 
 #[test]
 fn weights_must_be_whole_and_not_negative() {
-    let split = mk_split("  service: web\n  backends: [{service: a, weight: 0.5}, {service: b, weight: -1}]\n");
+    let split = mk_split(
+        "  service: web\n  backends: [{service: a, weight: 0.5}, {service: b, weight: -1}]\n",
+    );
     assert_eq!(
         problems(&split),
         [
@@ -49,10 +64,14 @@ fn weights_must_be_whole_and_not_negative() {
 
 #[test]
 fn duplicate_backends_are_an_error() {
-    let split = mk_split("  service: web\n  backends: [{service: a, weight: 1}, {service: a, weight: 2}]\n");
+    let split = mk_split(
+        "  service: web\n  backends: [{service: a, weight: 1}, {service: a, weight: 2}]\n",
+    );
     assert_eq!(
         problems(&split),
-        ["spec.backends[1].service: duplicate backend \"a\" (also spec.backends[0].service); list each once"]
+        [
+            "spec.backends[1].service: duplicate backend \"a\" (also spec.backends[0].service); list each once"
+        ]
     );
 }
 
@@ -61,7 +80,9 @@ fn all_zero_weights_warn_about_503s() {
     let split = mk_split("  service: web\n  backends: [{service: a, weight: 0}]\n");
     assert_eq!(
         problems(&split),
-        ["spec.backends: warning: every backend has weight 0: requests to \"web\" get 503 until a weight is raised"]
+        [
+            "spec.backends: warning: every backend has weight 0: requests to \"web\" get 503 until a weight is raised"
+        ]
     );
 }
 
@@ -79,12 +100,17 @@ fn a_split_needs_backends_and_valid_service_names() {
 
 #[test]
 fn the_root_may_be_an_fqdn_of_its_own_namespace_only() {
-    let own = mk_split("  service: Web.Shop.svc.cluster.local.\n  backends: [{service: a, weight: 1}]\n");
+    let own =
+        mk_split("  service: Web.Shop.svc.cluster.local.\n  backends: [{service: a, weight: 1}]\n");
     assert_eq!(problems(&own), Vec::<String>::new());
-    let other = mk_split("  service: web.billing.svc.cluster.local\n  backends: [{service: a, weight: 1}]\n");
+    let other = mk_split(
+        "  service: web.billing.svc.cluster.local\n  backends: [{service: a, weight: 1}]\n",
+    );
     assert_eq!(
         problems(&other),
-        ["spec.service: \"web.billing.svc.cluster.local\" is in namespace \"billing\"; a TrafficSplit splits a Service of its own namespace (\"shop\"): create the TrafficSplit in \"billing\""]
+        [
+            "spec.service: \"web.billing.svc.cluster.local\" is in namespace \"billing\"; a TrafficSplit splits a Service of its own namespace (\"shop\"): create the TrafficSplit in \"billing\""
+        ]
     );
 }
 
@@ -104,7 +130,9 @@ fn split_matches_must_name_http_route_groups_once() {
 
 #[test]
 fn regexes_must_compile() {
-    let group = mk_route_group("  matches:\n  - name: bad\n    pathRegex: /api/(v1\n    headers:\n    - x-user: '[a-'\n");
+    let group = mk_route_group(
+        "  matches:\n  - name: bad\n    pathRegex: /api/(v1\n    headers:\n    - x-user: '[a-'\n",
+    );
     assert_eq!(
         problems(&group),
         [
@@ -166,7 +194,9 @@ fn the_destination_must_be_in_the_targets_namespace() {
     );
     assert_eq!(
         problems(&target),
-        ["spec.destination.namespace: \"billing\" differs from the TrafficTarget's namespace \"shop\"; a TrafficTarget only grants access to its own namespace: create it in \"billing\""]
+        [
+            "spec.destination.namespace: \"billing\" differs from the TrafficTarget's namespace \"shop\"; a TrafficTarget only grants access to its own namespace: create it in \"billing\""
+        ]
     );
 }
 
@@ -187,8 +217,12 @@ fn identities_are_service_accounts() {
 
 #[test]
 fn no_sources_warns() {
-    let target = mk_target("  destination: {kind: ServiceAccount, name: api}\n  rules: []\n  sources: []\n");
-    assert_eq!(problems(&target), ["spec.sources: warning: no sources: this TrafficTarget allows no traffic"]);
+    let target =
+        mk_target("  destination: {kind: ServiceAccount, name: api}\n  rules: []\n  sources: []\n");
+    assert_eq!(
+        problems(&target),
+        ["spec.sources: warning: no sources: this TrafficTarget allows no traffic"]
+    );
 }
 
 #[test]
@@ -223,7 +257,10 @@ fn names_and_namespaces_follow_kubernetes_rules() {
 
 #[test]
 fn the_default_mesh_config_is_valid() {
-    assert_eq!(problems(&mk_mesh_config("default", "  {}\n")), Vec::<String>::new());
+    assert_eq!(
+        problems(&mk_mesh_config("default", "  {}\n")),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -250,7 +287,10 @@ fn mesh_config_rules() {
 
 #[test]
 fn the_root_lifetime_outlives_workload_certificates() {
-    let mc = mk_mesh_config("default", "  certificates: {workloadLifetime: 48h, rootLifetime: 24h}\n");
+    let mc = mk_mesh_config(
+        "default",
+        "  certificates: {workloadLifetime: 48h, rootLifetime: 24h}\n",
+    );
     assert_eq!(
         problems(&mc),
         ["spec.certificates.rootLifetime: must be longer than workloadLifetime (48h), got 24h"]
@@ -260,15 +300,40 @@ fn the_root_lifetime_outlives_workload_certificates() {
 #[test]
 fn parse_errors_name_the_field() {
     let cases = [
-        (mk_split("  service: web\n  backends: [{service: a, weigth: 1}]\n"), "spec.backends[0].weigth", "unknown field; expected `service` or `weight`"),
-        (mk_split("  service: web\n  backends: [{service: a}]\n"), "spec.backends[0].weight", "required"),
-        (mk_split("  service: web\n  backends: [{service: a, weight: ten}]\n"), "spec.backends[0].weight", "invalid type: string \"ten\", expected f64"),
-        ("apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: {name: x}\n".to_owned(), "spec", "required"),
-        (mk_mesh_config("default", "  metrics: {provider: Graphite}\n"), "spec.metrics.provider", "unknown variant `Graphite`, expected `Embedded` or `Prometheus`"),
+        (
+            mk_split("  service: web\n  backends: [{service: a, weigth: 1}]\n"),
+            "spec.backends[0].weigth",
+            "unknown field; expected `service` or `weight`",
+        ),
+        (
+            mk_split("  service: web\n  backends: [{service: a}]\n"),
+            "spec.backends[0].weight",
+            "required",
+        ),
+        (
+            mk_split("  service: web\n  backends: [{service: a, weight: ten}]\n"),
+            "spec.backends[0].weight",
+            "invalid type: string \"ten\", expected f64",
+        ),
+        (
+            "apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: {name: x}\n"
+                .to_owned(),
+            "spec",
+            "required",
+        ),
+        (
+            mk_mesh_config("default", "  metrics: {provider: Graphite}\n"),
+            "spec.metrics.provider",
+            "unknown variant `Graphite`, expected `Embedded` or `Prometheus`",
+        ),
     ];
     for (manifest, field, message) in cases {
         let value: Value = serde_saphyr::from_str(&manifest).unwrap();
         let err = dynamic::parse(value).unwrap_err();
-        assert_eq!((err.field(), err.message().as_str()), (field, message), "{manifest}");
+        assert_eq!(
+            (err.field(), err.message().as_str()),
+            (field, message),
+            "{manifest}"
+        );
     }
 }

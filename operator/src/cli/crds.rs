@@ -78,7 +78,10 @@ fn check(dir: &Path, crds: &[(String, String)]) -> u8 {
         }
     }
     if stale > 0 {
-        eprintln!("{stale} CRD file(s) out of date: run `just crds` (trellis crds --out {}) and commit", dir.display());
+        eprintln!(
+            "{stale} CRD file(s) out of date: run `just crds` (trellis crds --out {}) and commit",
+            dir.display()
+        );
         return exit::PROBLEMS;
     }
     println!("{} CRDs in {} are up to date", crds.len(), dir.display());

@@ -41,7 +41,10 @@ pub fn run(args: Args) -> u8 {
     };
     if manifests.files == 0 && manifests.templates_skipped == 0 {
         let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
-        eprintln!("error: no YAML files (*.yaml, *.yml) under {}", paths.join(", "));
+        eprintln!(
+            "error: no YAML files (*.yaml, *.yml) under {}",
+            paths.join(", ")
+        );
         return exit::USAGE;
     }
     let report = lint::lint(&manifests, &args.namespace);

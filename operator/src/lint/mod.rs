@@ -126,7 +126,9 @@ pub fn lint(manifests: &Manifests, default_namespace: &str) -> Report {
         let id = resource_id(object, object.namespace().unwrap_or(default_namespace));
         report.push(object, &id, problems);
     }
-    report.findings.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    report
+        .findings
+        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     report.summary.files = manifests.files;
     report.summary.templates_skipped = manifests.templates_skipped;
     report.summary.errors = report.count(Severity::Error);
@@ -147,7 +149,10 @@ impl Report {
     }
 
     fn count(&self, severity: Severity) -> usize {
-        self.findings.iter().filter(|f| f.severity == severity).count()
+        self.findings
+            .iter()
+            .filter(|f| f.severity == severity)
+            .count()
     }
 }
 

@@ -14,15 +14,24 @@ use crate::manifest::Object;
 type Key = (String, String);
 
 /// Problems per object, from references that do not resolve inside the tree.
-pub(super) fn check<'a>(parsed: &[Parsed<'a>], services: &[Key]) -> Vec<(&'a Object, Vec<Problem>)> {
+pub(super) fn check<'a>(
+    parsed: &[Parsed<'a>],
+    services: &[Key],
+) -> Vec<(&'a Object, Vec<Problem>)> {
     let services: BTreeSet<&Key> = services.iter().collect();
     let mut route_groups: BTreeMap<Key, Vec<&str>> = BTreeMap::new();
     let mut routes: BTreeSet<(&str, Key)> = BTreeSet::new();
     for p in parsed {
-        let key = (p.namespace.clone(), p.resource.metadata().name.clone().unwrap_or_default());
+        let key = (
+            p.namespace.clone(),
+            p.resource.metadata().name.clone().unwrap_or_default(),
+        );
         match &p.resource {
             Resource::HTTPRouteGroup(g) => {
-                route_groups.insert(key, g.spec.matches.iter().map(|m| m.name.as_str()).collect());
+                route_groups.insert(
+                    key,
+                    g.spec.matches.iter().map(|m| m.name.as_str()).collect(),
+                );
             }
             Resource::TCPRoute(_) => {
                 routes.insert((rule_kinds::TCP_ROUTE, key));
@@ -98,7 +107,10 @@ impl Refs<'_> {
                     let missing = || {
                         Problem::error(
                             field.clone(),
-                            format!("no {} {:?} in namespace {ns:?}; create it or fix the name", rule.kind, rule.name),
+                            format!(
+                                "no {} {:?} in namespace {ns:?}; create it or fix the name",
+                                rule.kind, rule.name
+                            ),
                         )
                     };
                     if rule.kind == rule_kinds::HTTP_ROUTE_GROUP {
@@ -118,7 +130,8 @@ impl Refs<'_> {
                                 ));
                             }
                         }
-                    } else if (rule.kind == rule_kinds::TCP_ROUTE || rule.kind == rule_kinds::UDP_ROUTE)
+                    } else if (rule.kind == rule_kinds::TCP_ROUTE
+                        || rule.kind == rule_kinds::UDP_ROUTE)
                         && !self.routes.contains(&(rule.kind.as_str(), key(&rule.name)))
                     {
                         problems.push(missing());
@@ -140,12 +153,16 @@ fn root_name(service: &str) -> &str {
 fn conflicting_splits(parsed: &[Parsed<'_>]) -> Vec<(usize, Problem)> {
     let mut by_root: BTreeMap<(String, String), Vec<(usize, String)>> = BTreeMap::new();
     for (index, p) in parsed.iter().enumerate() {
-        if let Resource::TrafficSplit(ts) = &p.resource {
-            if ts.spec.matches.is_empty() && !ts.spec.service.is_empty() {
-                let root = root_name(&ts.spec.service).to_ascii_lowercase();
-                let name = ts.metadata.name.clone().unwrap_or_default();
-                by_root.entry((p.namespace.clone(), root)).or_default().push((index, name));
-            }
+        if let Resource::TrafficSplit(ts) = &p.resource
+            && ts.spec.matches.is_empty()
+            && !ts.spec.service.is_empty()
+        {
+            let root = root_name(&ts.spec.service).to_ascii_lowercase();
+            let name = ts.metadata.name.clone().unwrap_or_default();
+            by_root
+                .entry((p.namespace.clone(), root))
+                .or_default()
+                .push((index, name));
         }
     }
     let mut out = Vec::new();

@@ -25,7 +25,9 @@ impl Object {
     }
 
     pub fn name(&self) -> &str {
-        self.doc.value["metadata"]["name"].as_str().unwrap_or_default()
+        self.doc.value["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
     }
 
     pub fn namespace(&self) -> Option<&str> {
@@ -104,7 +106,9 @@ pub fn load(paths: &[PathBuf]) -> Result<Manifests, LoadError> {
 }
 
 fn push_object(objects: &mut Vec<Object>, file: &Path, doc: Document) {
-    let is_list = doc.value["kind"].as_str().is_some_and(|k| k.ends_with("List"))
+    let is_list = doc.value["kind"]
+        .as_str()
+        .is_some_and(|k| k.ends_with("List"))
         && doc.value["items"].is_array();
     if !is_list {
         objects.push(Object {
@@ -152,6 +156,8 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), LoadError> {
 fn is_helm_template(file: &Path) -> bool {
     file.ancestors().skip(1).any(|dir| {
         dir.file_name().is_some_and(|n| n == "templates")
-            && dir.parent().is_some_and(|chart| chart.join("Chart.yaml").is_file())
+            && dir
+                .parent()
+                .is_some_and(|chart| chart.join("Chart.yaml").is_file())
     })
 }

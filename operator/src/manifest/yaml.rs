@@ -54,7 +54,9 @@ impl Document {
             .iter()
             .filter_map(|(k, v)| {
                 let rest = k.strip_prefix(&prefix)?;
-                let rest = rest.strip_prefix('.').or_else(|| rest.starts_with('[').then_some(rest))?;
+                let rest = rest
+                    .strip_prefix('.')
+                    .or_else(|| rest.starts_with('[').then_some(rest))?;
                 Some((rest.to_owned(), *v))
             })
             .collect();
@@ -290,11 +292,17 @@ fn scalar(text: &str, style: ScalarStyle, core_tag: Option<&str>) -> Value {
     if let Some(n) = integer(text) {
         return n;
     }
-    let float_chars = text.bytes().all(|b| b.is_ascii_digit() || b".eE+-".contains(&b));
-    if float_chars && text.bytes().any(|b| b.is_ascii_digit()) {
-        if let Some(n) = text.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
-            return Value::Number(n);
-        }
+    let float_chars = text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b".eE+-".contains(&b));
+    if float_chars
+        && text.bytes().any(|b| b.is_ascii_digit())
+        && let Some(n) = text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+    {
+        return Value::Number(n);
     }
     Value::String(text.to_owned())
 }
@@ -350,7 +358,10 @@ metadata: {name: web, labels: {app: web}}
         assert_eq!(stream.documents.len(), 2);
         assert_eq!(stream.documents[0].line, 2);
         assert_eq!(stream.documents[1].line, 15);
-        assert_eq!(stream.documents[1].value["metadata"], json!({"name": "web", "labels": {"app": "web"}}));
+        assert_eq!(
+            stream.documents[1].value["metadata"],
+            json!({"name": "web", "labels": {"app": "web"}})
+        );
     }
 
     #[test]
@@ -366,7 +377,9 @@ metadata: {name: web, labels: {app: web}}
 
     #[test]
     fn resolves_scalars_like_the_yaml_core_schema() {
-        let doc = &parse_stream("a: 1\nb: '1'\nc: 1.5\nd: true\ne: ~\nf: 500m\ng: 0x1F\nh: !!str 2\n").documents[0];
+        let doc =
+            &parse_stream("a: 1\nb: '1'\nc: 1.5\nd: true\ne: ~\nf: 500m\ng: 0x1F\nh: !!str 2\n")
+                .documents[0];
         assert_eq!(
             doc.value,
             json!({"a": 1, "b": "1", "c": 1.5, "d": true, "e": null, "f": "500m", "g": 31, "h": "2"})
@@ -391,7 +404,11 @@ metadata: {name: web, labels: {app: web}}
     fn duplicate_keys_are_an_error() {
         let error = parse_stream("a: 1\nb: 2\na: 3\n").error.unwrap();
         assert_eq!(error.line, 3);
-        assert!(error.message.contains("duplicate key \"a\""), "{}", error.message);
+        assert!(
+            error.message.contains("duplicate key \"a\""),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@
 use super::{GROUP, http_route_group, tcp_route};
 use crate::ConversionError;
 
-impl From<http_route_group::v1alpha3::HTTPRouteGroup> for http_route_group::v1alpha4::HTTPRouteGroup {
+impl From<http_route_group::v1alpha3::HTTPRouteGroup>
+    for http_route_group::v1alpha4::HTTPRouteGroup
+{
     fn from(g: http_route_group::v1alpha3::HTTPRouteGroup) -> Self {
         let spec = http_route_group::v1alpha4::HTTPRouteGroupSpec {
             matches: g.spec.matches,
@@ -20,7 +22,9 @@ impl From<http_route_group::v1alpha3::HTTPRouteGroup> for http_route_group::v1al
     }
 }
 
-impl From<http_route_group::v1alpha4::HTTPRouteGroup> for http_route_group::v1alpha3::HTTPRouteGroup {
+impl From<http_route_group::v1alpha4::HTTPRouteGroup>
+    for http_route_group::v1alpha3::HTTPRouteGroup
+{
     fn from(g: http_route_group::v1alpha4::HTTPRouteGroup) -> Self {
         let spec = http_route_group::v1alpha3::HTTPRouteGroupSpec {
             matches: g.spec.matches,

@@ -22,7 +22,15 @@ pub mod v1alpha4 {
     use super::PortMatch;
 
     /// TCP traffic to some ports of a destination.
-    #[derive(kube::CustomResource, Clone, Debug, serde::Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
+    #[derive(
+        kube::CustomResource,
+        Clone,
+        Debug,
+        serde::Deserialize,
+        serde::Serialize,
+        schemars::JsonSchema,
+        PartialEq,
+    )]
     #[kube(
         group = "specs.smi-spec.io",
         version = "v1alpha4",
@@ -33,9 +41,23 @@ pub mod v1alpha4 {
         status = "crate::status::Status",
         derive = "PartialEq",
         doc = "TCPRoute describes TCP traffic by destination port.",
-        printcolumn(name = "Ports", type_ = "string", json_path = ".spec.matches.ports", description = "Destination ports; empty means all."),
-        printcolumn(name = "Accepted", type_ = "string", json_path = ".status.conditions[?(@.type==\"Accepted\")].status", description = "Whether Trellis accepted the route."),
-        printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+        printcolumn(
+            name = "Ports",
+            type_ = "string",
+            json_path = ".spec.matches.ports",
+            description = "Destination ports; empty means all."
+        ),
+        printcolumn(
+            name = "Accepted",
+            type_ = "string",
+            json_path = ".status.conditions[?(@.type==\"Accepted\")].status",
+            description = "Whether Trellis accepted the route."
+        ),
+        printcolumn(
+            name = "Age",
+            type_ = "date",
+            json_path = ".metadata.creationTimestamp"
+        )
     )]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct TCPRouteSpec {
@@ -46,7 +68,16 @@ pub mod v1alpha4 {
 
 pub mod v1alpha3 {
     /// TCP traffic to a destination, on every port.
-    #[derive(kube::CustomResource, Clone, Debug, Default, serde::Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
+    #[derive(
+        kube::CustomResource,
+        Clone,
+        Debug,
+        Default,
+        serde::Deserialize,
+        serde::Serialize,
+        schemars::JsonSchema,
+        PartialEq,
+    )]
     #[kube(
         group = "specs.smi-spec.io",
         version = "v1alpha3",
@@ -57,8 +88,17 @@ pub mod v1alpha3 {
         status = "crate::status::Status",
         derive = "PartialEq",
         doc = "TCPRoute describes TCP traffic (v1alpha3: every port).",
-        printcolumn(name = "Accepted", type_ = "string", json_path = ".status.conditions[?(@.type==\"Accepted\")].status", description = "Whether Trellis accepted the route."),
-        printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+        printcolumn(
+            name = "Accepted",
+            type_ = "string",
+            json_path = ".status.conditions[?(@.type==\"Accepted\")].status",
+            description = "Whether Trellis accepted the route."
+        ),
+        printcolumn(
+            name = "Age",
+            type_ = "date",
+            json_path = ".metadata.creationTimestamp"
+        )
     )]
     #[serde(deny_unknown_fields)]
     pub struct TCPRouteSpec {}

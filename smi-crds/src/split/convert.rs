@@ -200,7 +200,12 @@ pub fn whole_weights(backends: &[v1alpha1::Backend]) -> Result<Vec<Weight>, Conv
         .enumerate()
         .map(|(i, b)| {
             b.weight.value().map(|d| d.normalized()).map_err(|e| {
-                ConversionError::new(KIND, &target, format!("spec.backends[{i}].weight"), e.to_string())
+                ConversionError::new(
+                    KIND,
+                    &target,
+                    format!("spec.backends[{i}].weight"),
+                    e.to_string(),
+                )
             })
         })
         .collect::<Result<Vec<_>, _>>()?;

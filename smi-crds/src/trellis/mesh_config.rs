@@ -11,7 +11,9 @@ pub const DEFAULT_NAME: &str = "default";
 pub const KIND: &str = "MeshConfig";
 
 /// Mesh-wide settings: identity, access defaults, certificates, proxy defaults, metrics.
-#[derive(kube::CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(
+    kube::CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq,
+)]
 #[kube(
     group = "trellis.dev",
     version = "v1alpha1",
@@ -20,10 +22,29 @@ pub const KIND: &str = "MeshConfig";
     status = "Status",
     derive = "PartialEq",
     doc = "MeshConfig holds the mesh-wide settings of Trellis. Only the MeshConfig named `default` is read.",
-    printcolumn(name = "Trust Domain", type_ = "string", json_path = ".spec.trustDomain", description = "SPIFFE trust domain of workload identities."),
-    printcolumn(name = "Permissive", type_ = "boolean", json_path = ".spec.permissive", description = "Whether all meshed traffic is allowed without TrafficTargets."),
-    printcolumn(name = "Accepted", type_ = "string", json_path = ".status.conditions[?(@.type==\"Accepted\")].status", description = "Whether Trellis accepted the config."),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Trust Domain",
+        type_ = "string",
+        json_path = ".spec.trustDomain",
+        description = "SPIFFE trust domain of workload identities."
+    ),
+    printcolumn(
+        name = "Permissive",
+        type_ = "boolean",
+        json_path = ".spec.permissive",
+        description = "Whether all meshed traffic is allowed without TrafficTargets."
+    ),
+    printcolumn(
+        name = "Accepted",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Accepted\")].status",
+        description = "Whether Trellis accepted the config."
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MeshConfigSpec {

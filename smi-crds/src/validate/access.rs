@@ -13,7 +13,12 @@ const RULE_KINDS: [&str; 3] = [
 
 pub(super) fn validate(spec: &TrafficTargetSpec, namespace: &str) -> Vec<Problem> {
     let mut problems = subject("spec.destination", &spec.destination);
-    if let Some(ns) = spec.destination.namespace.as_deref().filter(|ns| *ns != namespace) {
+    if let Some(ns) = spec
+        .destination
+        .namespace
+        .as_deref()
+        .filter(|ns| *ns != namespace)
+    {
         problems.push(Problem::error(
             "spec.destination.namespace",
             format!(
@@ -23,7 +28,10 @@ pub(super) fn validate(spec: &TrafficTargetSpec, namespace: &str) -> Vec<Problem
         ));
     }
     if spec.sources.is_empty() {
-        problems.push(Problem::warning("spec.sources", "no sources: this TrafficTarget allows no traffic"));
+        problems.push(Problem::warning(
+            "spec.sources",
+            "no sources: this TrafficTarget allows no traffic",
+        ));
     }
     for (i, s) in spec.sources.iter().enumerate() {
         problems.extend(subject(&format!("spec.sources[{i}]"), s));
@@ -38,11 +46,18 @@ pub(super) fn validate(spec: &TrafficTargetSpec, namespace: &str) -> Vec<Problem
         if !RULE_KINDS.contains(&rule.kind.as_str()) {
             problems.push(Problem::error(
                 format!("spec.rules[{i}].kind"),
-                format!("must be one of {}, got {:?}", RULE_KINDS.join(", "), rule.kind),
+                format!(
+                    "must be one of {}, got {:?}",
+                    RULE_KINDS.join(", "),
+                    rule.kind
+                ),
             ));
         }
         if rule.name.is_empty() {
-            problems.push(Problem::error(format!("spec.rules[{i}].name"), "required: the name of the route resource"));
+            problems.push(Problem::error(
+                format!("spec.rules[{i}].name"),
+                "required: the name of the route resource",
+            ));
         }
         if !rule.matches.is_empty() && rule.kind != rule_kinds::HTTP_ROUTE_GROUP {
             problems.push(Problem::error(
@@ -53,7 +68,12 @@ pub(super) fn validate(spec: &TrafficTargetSpec, namespace: &str) -> Vec<Problem
                 ),
             ));
         }
-        problems.extend(duplicates(&rule.matches, |m| m, |k| format!("spec.rules[{i}].matches[{k}]"), "match"));
+        problems.extend(duplicates(
+            &rule.matches,
+            |m| m,
+            |k| format!("spec.rules[{i}].matches[{k}]"),
+            "match",
+        ));
     }
     problems.extend(duplicates(
         &spec.rules,
@@ -73,11 +93,17 @@ fn subject(field: &str, s: &Subject) -> Vec<Problem> {
         ));
     }
     if s.name.is_empty() {
-        problems.push(Problem::error(format!("{field}.name"), "required: the name of a ServiceAccount"));
+        problems.push(Problem::error(
+            format!("{field}.name"),
+            "required: the name of a ServiceAccount",
+        ));
     } else if !is_dns1123_subdomain(&s.name) {
         problems.push(Problem::error(
             format!("{field}.name"),
-            format!("{:?} is not a valid ServiceAccount name: {SUBDOMAIN_RULE}", s.name),
+            format!(
+                "{:?} is not a valid ServiceAccount name: {SUBDOMAIN_RULE}",
+                s.name
+            ),
         ));
     }
     problems

@@ -5,7 +5,11 @@ use std::time::Duration;
 
 /// Parses a Go-style duration. Negative durations are not accepted.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let invalid = || format!("{s:?} is not a duration: use a number with a unit (ns, us, ms, s, m, h), e.g. \"24h\" or \"1h30m\"");
+    let invalid = || {
+        format!(
+            "{s:?} is not a duration: use a number with a unit (ns, us, ms, s, m, h), e.g. \"24h\" or \"1h30m\""
+        )
+    };
     if s.is_empty() {
         return Err(invalid());
     }

@@ -7,7 +7,12 @@ const MIN_WORKLOAD_LIFETIME_SECS: u64 = 600;
 
 pub(super) fn validate(mc: &MeshConfig) -> Vec<Problem> {
     let mut problems = Vec::new();
-    if let Some(name) = mc.metadata.name.as_deref().filter(|n| !n.is_empty() && *n != DEFAULT_NAME) {
+    if let Some(name) = mc
+        .metadata
+        .name
+        .as_deref()
+        .filter(|n| !n.is_empty() && *n != DEFAULT_NAME)
+    {
         problems.push(Problem::error(
             "metadata.name",
             format!("only the MeshConfig named {DEFAULT_NAME:?} is read; rename {name:?} to {DEFAULT_NAME:?}"),
@@ -32,27 +37,38 @@ pub(super) fn validate(mc: &MeshConfig) -> Vec<Problem> {
             ));
         }
     }
-    problems.extend(ports("spec.unmeshedClients.allowedPorts", &um.allowed_ports));
+    problems.extend(ports(
+        "spec.unmeshedClients.allowedPorts",
+        &um.allowed_ports,
+    ));
 
     let certs = &spec.certificates;
-    let workload = lifetime("spec.certificates.workloadLifetime", &certs.workload_lifetime, &mut problems);
-    let root = lifetime("spec.certificates.rootLifetime", &certs.root_lifetime, &mut problems);
+    let workload = lifetime(
+        "spec.certificates.workloadLifetime",
+        &certs.workload_lifetime,
+        &mut problems,
+    );
+    let root = lifetime(
+        "spec.certificates.rootLifetime",
+        &certs.root_lifetime,
+        &mut problems,
+    );
     if let Some(w) = workload.filter(|w| w.as_secs() < MIN_WORKLOAD_LIFETIME_SECS) {
         problems.push(Problem::error(
             "spec.certificates.workloadLifetime",
             format!("{w:?} is too short: use at least 10m"),
         ));
     }
-    if let (Some(w), Some(r)) = (workload, root) {
-        if r <= w {
-            problems.push(Problem::error(
-                "spec.certificates.rootLifetime",
-                format!(
-                    "must be longer than workloadLifetime ({}), got {}",
-                    certs.workload_lifetime, certs.root_lifetime
-                ),
-            ));
-        }
+    if let (Some(w), Some(r)) = (workload, root)
+        && r <= w
+    {
+        problems.push(Problem::error(
+            "spec.certificates.rootLifetime",
+            format!(
+                "must be longer than workloadLifetime ({}), got {}",
+                certs.workload_lifetime, certs.root_lifetime
+            ),
+        ));
     }
 
     let proxy = &spec.proxy;
@@ -64,17 +80,30 @@ pub(super) fn validate(mc: &MeshConfig) -> Vec<Problem> {
     for (i, (field, port)) in listeners.iter().enumerate() {
         problems.extend(check_port((*field).to_owned(), *port));
         if let Some((other, _)) = listeners[..i].iter().find(|(_, p)| p == port) {
-            problems.push(Problem::error(*field, format!("{port} is already {other}; each listener needs its own port")));
+            problems.push(Problem::error(
+                *field,
+                format!("{port} is already {other}; each listener needs its own port"),
+            ));
         }
     }
     if !LOG_LEVELS.contains(&proxy.log_level.as_str()) {
         problems.push(Problem::error(
             "spec.proxy.logLevel",
-            format!("{:?} is not a log level; use one of {}", proxy.log_level, LOG_LEVELS.join(", ")),
+            format!(
+                "{:?} is not a log level; use one of {}",
+                proxy.log_level,
+                LOG_LEVELS.join(", ")
+            ),
         ));
     }
-    problems.extend(ports("spec.proxy.skipOutboundPorts", &proxy.skip_outbound_ports));
-    problems.extend(ports("spec.proxy.skipInboundPorts", &proxy.skip_inbound_ports));
+    problems.extend(ports(
+        "spec.proxy.skipOutboundPorts",
+        &proxy.skip_outbound_ports,
+    ));
+    problems.extend(ports(
+        "spec.proxy.skipInboundPorts",
+        &proxy.skip_inbound_ports,
+    ));
 
     let metrics = &spec.metrics;
     match (metrics.provider, metrics.prometheus_url.as_deref()) {
@@ -101,7 +130,10 @@ pub(super) fn validate(mc: &MeshConfig) -> Vec<Problem> {
         if !(0.0..=100.0).contains(&tracing.sampling_percent) {
             problems.push(Problem::error(
                 "spec.tracing.samplingPercent",
-                format!("must be between 0 and 100, got {}", tracing.sampling_percent),
+                format!(
+                    "must be between 0 and 100, got {}",
+                    tracing.sampling_percent
+                ),
             ));
         }
     }
@@ -123,7 +155,8 @@ fn ports(field: &str, ports: &[i64]) -> Vec<Problem> {
 }
 
 fn is_http_url(url: &str) -> bool {
-    ["http://", "https://"]
-        .iter()
-        .any(|scheme| url.strip_prefix(scheme).is_some_and(|rest| !rest.is_empty()))
+    ["http://", "https://"].iter().any(|scheme| {
+        url.strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty())
+    })
 }

@@ -101,7 +101,10 @@ fn metadata(resource: &Resource) -> Vec<Problem> {
         if !resource.is_namespaced() {
             problems.push(Problem::error(
                 "metadata.namespace",
-                format!("{} is cluster-scoped; remove the namespace", resource.kind()),
+                format!(
+                    "{} is cluster-scoped; remove the namespace",
+                    resource.kind()
+                ),
             ));
         } else if !is_dns1123_label(ns) {
             problems.push(Problem::error(
@@ -126,7 +129,10 @@ fn duplicates<'a, T, K: PartialEq + fmt::Display>(
         if let Some(first) = keys[..i].iter().position(|earlier| earlier == k) {
             problems.push(Problem::error(
                 field(i),
-                format!("duplicate {what} \"{k}\" (also {}); list each once", field(first)),
+                format!(
+                    "duplicate {what} \"{k}\" (also {}); list each once",
+                    field(first)
+                ),
             ));
         }
     }
@@ -136,6 +142,9 @@ fn duplicates<'a, T, K: PartialEq + fmt::Display>(
 /// A port number check shared by routes and MeshConfig.
 fn check_port(field: String, port: i64) -> Option<Problem> {
     (!(1..=65535).contains(&port)).then(|| {
-        Problem::error(field, format!("must be a port number between 1 and 65535, got {port}"))
+        Problem::error(
+            field,
+            format!("must be a port number between 1 and 65535, got {port}"),
+        )
     })
 }

@@ -2,17 +2,16 @@
 
 pub const LABEL_RULE: &str =
     "use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit";
-pub const SERVICE_RULE: &str =
-    "use at most 63 lowercase letters, digits and '-', starting with a letter and ending with a letter or digit";
-pub const SUBDOMAIN_RULE: &str =
-    "use at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit";
+pub const SERVICE_RULE: &str = "use at most 63 lowercase letters, digits and '-', starting with a letter and ending with a letter or digit";
+pub const SUBDOMAIN_RULE: &str = "use at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit";
 
 /// RFC 1123 label: namespaces.
 pub fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -30,9 +29,8 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
 /// An HTTP header field name (RFC 9110 token).
 pub fn is_header_name(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|c| {
-            c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
-        })
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
 }
 
 #[cfg(test)]

@@ -16,7 +16,10 @@ pub(super) fn validate_http_route_group(matches: &[HttpMatch]) -> Vec<Problem> {
     for (i, m) in matches.iter().enumerate() {
         let at = |f: &str| format!("spec.matches[{i}].{f}");
         if m.name.is_empty() {
-            problems.push(Problem::error(at("name"), "required: TrafficTarget rules refer to matches by name"));
+            problems.push(Problem::error(
+                at("name"),
+                "required: TrafficTarget rules refer to matches by name",
+            ));
         }
         if let Some(message) = m.path_regex.as_deref().and_then(regex_error) {
             problems.push(Problem::error(at("pathRegex"), message));
@@ -25,7 +28,10 @@ pub(super) fn validate_http_route_group(matches: &[HttpMatch]) -> Vec<Problem> {
             if !METHODS.contains(&method.as_str()) {
                 problems.push(Problem::error(
                     at(&format!("methods[{k}]")),
-                    format!("{method:?} is not an HTTP method; use one of {}", METHODS.join(", ")),
+                    format!(
+                        "{method:?} is not an HTTP method; use one of {}",
+                        METHODS.join(", ")
+                    ),
                 ));
             }
         }
@@ -38,7 +44,10 @@ pub(super) fn validate_http_route_group(matches: &[HttpMatch]) -> Vec<Problem> {
                 ));
             }
             if let Some(message) = regex_error(&h.value) {
-                problems.push(Problem::error(field, format!("header {:?}: {message}", h.name)));
+                problems.push(Problem::error(
+                    field,
+                    format!("header {:?}: {message}", h.name),
+                ));
             }
         }
         problems.extend(duplicates(
@@ -48,7 +57,12 @@ pub(super) fn validate_http_route_group(matches: &[HttpMatch]) -> Vec<Problem> {
             "header",
         ));
     }
-    problems.extend(duplicates(matches, |m| &m.name, |i| format!("spec.matches[{i}].name"), "match name"));
+    problems.extend(duplicates(
+        matches,
+        |m| &m.name,
+        |i| format!("spec.matches[{i}].name"),
+        "match name",
+    ));
     problems
 }
 

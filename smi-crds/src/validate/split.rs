@@ -17,16 +17,28 @@ pub(super) fn validate(spec: &TrafficSplitSpec, namespace: &str) -> Vec<Problem>
             ));
         }
         if m.name.is_empty() {
-            problems.push(Problem::error(format!("spec.matches[{i}].name"), "required: the name of an HTTPRouteGroup"));
+            problems.push(Problem::error(
+                format!("spec.matches[{i}].name"),
+                "required: the name of an HTTPRouteGroup",
+            ));
         }
-        if let Some(group) = m.api_group.as_deref().filter(|g| !g.is_empty() && *g != specs::GROUP) {
+        if let Some(group) = m
+            .api_group
+            .as_deref()
+            .filter(|g| !g.is_empty() && *g != specs::GROUP)
+        {
             problems.push(Problem::error(
                 format!("spec.matches[{i}].apiGroup"),
                 format!("must be {} (or omitted), got {group:?}", specs::GROUP),
             ));
         }
     }
-    problems.extend(duplicates(&spec.matches, |m| &m.name, |i| format!("spec.matches[{i}].name"), "match"));
+    problems.extend(duplicates(
+        &spec.matches,
+        |m| &m.name,
+        |i| format!("spec.matches[{i}].name"),
+        "match",
+    ));
     if spec.backends.is_empty() {
         problems.push(Problem::error(
             "spec.backends",
@@ -36,21 +48,35 @@ pub(super) fn validate(spec: &TrafficSplitSpec, namespace: &str) -> Vec<Problem>
     for (i, b) in spec.backends.iter().enumerate() {
         let field = format!("spec.backends[{i}].service");
         if b.service.is_empty() {
-            problems.push(Problem::error(field, "required: the name of a Service in this namespace"));
+            problems.push(Problem::error(
+                field,
+                "required: the name of a Service in this namespace",
+            ));
         } else if !is_dns1035_label(&b.service) {
             problems.push(Problem::error(
                 field,
-                format!("{:?} is not a valid Service name: {SERVICE_RULE}", b.service),
+                format!(
+                    "{:?} is not a valid Service name: {SERVICE_RULE}",
+                    b.service
+                ),
             ));
         }
         if b.weight.whole().is_none() {
             problems.push(Problem::error(
                 format!("spec.backends[{i}].weight"),
-                format!("must be a whole number between 0 and {MAX_WEIGHT}, got {}", b.weight),
+                format!(
+                    "must be a whole number between 0 and {MAX_WEIGHT}, got {}",
+                    b.weight
+                ),
             ));
         }
     }
-    problems.extend(duplicates(&spec.backends, |b| &b.service, |i| format!("spec.backends[{i}].service"), "backend"));
+    problems.extend(duplicates(
+        &spec.backends,
+        |b| &b.service,
+        |i| format!("spec.backends[{i}].service"),
+        "backend",
+    ));
     if !spec.backends.is_empty() && spec.backends.iter().all(|b| b.weight.value() == 0.0) {
         problems.push(Problem::warning(
             "spec.backends",
@@ -67,7 +93,10 @@ pub(super) fn validate(spec: &TrafficSplitSpec, namespace: &str) -> Vec<Problem>
 fn root_service(service: &str, namespace: &str) -> Option<Problem> {
     const FIELD: &str = "spec.service";
     if service.is_empty() {
-        return Some(Problem::error(FIELD, "required: the name of the root Service clients call"));
+        return Some(Problem::error(
+            FIELD,
+            "required: the name of the root Service clients call",
+        ));
     }
     let host = service.trim_end_matches('.').to_ascii_lowercase();
     let mut labels = host.split('.');

@@ -1,0 +1,27 @@
+# Everyday recipes. `just --list` shows them.
+
+# Run every test (the same command CI runs).
+test:
+    cargo test --workspace
+
+# Format, lint, test and check generated files, as CI does.
+ci:
+    bash .ci/run
+
+# Regenerate the CRDs in the Helm chart from the Rust types.
+crds:
+    cargo run -p trellis-operator -- crds --out charts/trellis/crds
+
+# Check the CRDs in the chart match the Rust types.
+crds-check:
+    cargo run -p trellis-operator -- crds --check charts/trellis/crds
+
+# Validate a tree of manifests (default: the examples).
+validate path="gitops-examples":
+    cargo run -p trellis-operator -- validate {{path}}
+
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo clippy --workspace --all-targets -- -D warnings
