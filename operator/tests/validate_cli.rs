@@ -200,3 +200,16 @@ fn help_explains_the_output_and_exit_codes() {
         "{help}"
     );
 }
+
+#[test]
+fn a_root_written_as_an_fqdn_finds_its_service() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "app.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web-v1}\n---\napiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: {name: web}\nspec: {service: Web.default.svc.cluster.local., backends: [{service: web-v1, weight: 1}]}\n",
+    );
+    let out = trellis(&["validate", "--strict", dir.path().to_str().unwrap()]);
+    assert_eq!(stdout(&out), "");
+    assert_eq!(out.status.code(), Some(0));
+}

@@ -72,7 +72,7 @@ impl Refs<'_> {
         match &p.resource {
             Resource::TrafficSplit(ts) => {
                 let root = root_name(&ts.spec.service);
-                if !root.is_empty() && !self.services.contains(&key(root)) {
+                if !root.is_empty() && !self.services.contains(&key(&root)) {
                     problems.push(Problem::warning(
                         "spec.service",
                         format!("no Service {root:?} in namespace {ns:?} in these manifests; the split applies once it exists"),
@@ -144,9 +144,14 @@ impl Refs<'_> {
     }
 }
 
-/// The Service name of a root: `web`, `web.ns.svc.cluster.local.` -> `web`.
-fn root_name(service: &str) -> &str {
-    service.split('.').next().unwrap_or_default()
+/// The Service name of a root: `web`, `Web.ns.svc.cluster.local.` -> `web` (hosts
+/// compare case-insensitively).
+fn root_name(service: &str) -> String {
+    service
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
 }
 
 /// Splits without `matches` that share a root: at most one may apply.
@@ -157,7 +162,7 @@ fn conflicting_splits(parsed: &[Parsed<'_>]) -> Vec<(usize, Problem)> {
             && ts.spec.matches.is_empty()
             && !ts.spec.service.is_empty()
         {
-            let root = root_name(&ts.spec.service).to_ascii_lowercase();
+            let root = root_name(&ts.spec.service);
             let name = ts.metadata.name.clone().unwrap_or_default();
             by_root
                 .entry((p.namespace.clone(), root))
