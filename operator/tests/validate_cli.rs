@@ -130,6 +130,39 @@ fn warnings_pass_unless_strict() {
 }
 
 #[test]
+fn namespace_rules_use_the_given_namespace_for_objects_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "shop.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n---\napiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: {name: web}\nspec: {service: web.shop.svc.cluster.local, backends: [{service: web, weight: 1}]}\n---\napiVersion: access.smi-spec.io/v1alpha3\nkind: TrafficTarget\nmetadata: {name: t}\nspec: {destination: {kind: ServiceAccount, name: api, namespace: shop}, rules: [], sources: [{kind: ServiceAccount, name: web}]}\n",
+    );
+    let out = trellis(&[
+        "validate",
+        "--strict",
+        "-n",
+        "shop",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(stdout(&out), "");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_a_finding_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("latin1.yaml"), b"name: caf\xe9\n").unwrap();
+    let out = trellis(&["validate", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out)
+            .ends_with("latin1.yaml:1: invalid YAML: not UTF-8 text; save the file as UTF-8\n"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn objects_without_a_namespace_are_read_in_the_given_one() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "split.yaml", SPLIT_WITHOUT_SERVICES);
@@ -166,7 +199,7 @@ fn unknown_kinds_and_helm_templates_are_skipped_and_counted() {
     );
     assert_eq!(
         stderr(&out).trim(),
-        "0 errors, 0 warnings in 2 files (0 resources checked, 3 of other kinds skipped, 1 Helm templates skipped)"
+        "0 errors, 0 warnings in 2 files (0 resources checked, 3 of other kinds skipped, 1 Helm template skipped)"
     );
 }
 

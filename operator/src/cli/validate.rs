@@ -76,7 +76,7 @@ fn summary_line(s: &lint::Summary) -> String {
         s.skipped,
     );
     if s.templates_skipped > 0 {
-        line += &format!(", {} Helm templates skipped", s.templates_skipped);
+        line += &format!(", {} skipped", plural(s.templates_skipped, "Helm template"));
     }
     line + ")"
 }

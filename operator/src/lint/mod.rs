@@ -106,7 +106,13 @@ pub fn lint(manifests: &Manifests, default_namespace: &str) -> Report {
         }
         report.summary.checked += 1;
         match dynamic::parse(object.doc.value.clone()) {
-            Ok(Some(resource)) => {
+            Ok(Some(mut resource)) => {
+                if resource.is_namespaced() {
+                    resource
+                        .metadata_mut()
+                        .namespace
+                        .get_or_insert_with(|| namespace.clone());
+                }
                 let problems = validate::validate(&resource);
                 report.push(object, &resource_id(object, &namespace), problems);
                 parsed.push(Parsed {

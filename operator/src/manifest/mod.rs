@@ -85,11 +85,19 @@ pub fn load(paths: &[PathBuf]) -> Result<Manifests, LoadError> {
             manifests.templates_skipped += 1;
             continue;
         }
-        let text = fs::read_to_string(&file).map_err(|source| LoadError::Io {
+        let bytes = fs::read(&file).map_err(|source| LoadError::Io {
             path: file.clone(),
             source,
         })?;
         manifests.files += 1;
+        let Ok(text) = String::from_utf8(bytes) else {
+            manifests.errors.push(FileError {
+                file: file.clone(),
+                line: 1,
+                message: "not UTF-8 text; save the file as UTF-8".into(),
+            });
+            continue;
+        };
         let stream = yaml::parse_stream(&text);
         for doc in stream.documents {
             push_object(&mut manifests.objects, &file, doc);
