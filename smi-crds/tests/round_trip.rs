@@ -384,3 +384,20 @@ fn other_kinds_are_not_ours() {
     let parsed = dynamic::parse(json!({"apiVersion": "apps/v1", "kind": "Deployment"})).unwrap();
     assert_eq!(parsed, None);
 }
+
+#[test]
+fn v1alpha1_weights_of_very_different_scales_are_refused_at_the_written_weight() {
+    let err = dynamic::parse(yaml(
+        "apiVersion: split.smi-spec.io/v1alpha1
+kind: TrafficSplit
+metadata: {name: web}
+spec: {service: web, backends: [{service: a, weight: 1n}, {service: b, weight: 10}]}
+",
+    ))
+    .unwrap_err();
+    assert_eq!(err.field(), "spec.backends[1].weight");
+    assert_eq!(
+        err.message(),
+        "10 cannot be scaled to a whole number up to 4294967295 together with the other weights; use weights of similar scale (for example 0-100 or 0-1000)"
+    );
+}

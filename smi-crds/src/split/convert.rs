@@ -10,14 +10,11 @@ use std::collections::BTreeMap;
 use super::{Backend, KIND, v1alpha1, v1alpha2, v1alpha3, v1alpha4};
 use crate::ConversionError;
 use crate::quantity::Quantity;
-use crate::weight::Weight;
+use crate::weight::{MAX_WEIGHT, Weight};
 
 /// Annotation holding v1alpha1 weights as written (`{"web-v1": "500m"}`), set on the hub
 /// only when the written form differs from the converted whole numbers.
 pub const V1ALPHA1_WEIGHTS_ANNOTATION: &str = "split.trellis.dev/v1alpha1-weights";
-
-/// Largest whole number an f64 holds exactly; scaled weights must stay below it.
-const MAX_EXACT: i128 = 1 << 53;
 
 impl From<v1alpha3::TrafficSplit> for v1alpha4::TrafficSplit {
     fn from(ts: v1alpha3::TrafficSplit) -> Self {
@@ -220,14 +217,14 @@ pub fn whole_weights(backends: &[v1alpha1::Backend]) -> Result<Vec<Weight>, Conv
         .iter()
         .enumerate()
         .map(|(i, d)| match d.scaled_to(base) {
-            Some(w) if w.abs() < MAX_EXACT => Ok(Weight::new(w as f64)),
+            Some(w) if w.abs() <= i128::from(MAX_WEIGHT) => Ok(Weight::new(w as f64)),
             _ => Err(ConversionError::new(
                 KIND,
                 &target,
                 format!("spec.backends[{i}].weight"),
                 format!(
-                    "{} cannot be scaled to a whole number together with the other weights; \
-                     use weights of similar scale (for example 0-100 or 0-1000)",
+                    "{} cannot be scaled to a whole number up to {MAX_WEIGHT} together with the \
+                     other weights; use weights of similar scale (for example 0-100 or 0-1000)",
                     backends[i].weight
                 ),
             )),
