@@ -1,10 +1,24 @@
 //! The control-plane/proxy API (`trellis.proxy.v1`), shared by the operator and the proxy.
 //!
-//! The protobuf services (Identity, Discovery) and their generated tonic code arrive with
-//! the proxy's request path; what both sides already agree on lives here.
+//! ```text
+//! proxy --Identity.Certify(identity, token, CSR)--> operator: leaf + chain + anchors
+//! proxy <==Discovery.WatchInbound(workload)======== operator: InboundConfig stream
+//! proxy <==Discovery.WatchOutbound(authority|addr)= operator: OutboundConfig stream
+//! proxy --Ack{applied | Nack{version, reason}}----> operator (on the same streams)
+//! ```
+//!
+//! The protobuf sources are in `proto/`; `build.rs` compiles them with protox, so no
+//! `protoc` is needed. Every config message carries a `version`; a proxy applies it
+//! atomically or NACKs it with a reason and keeps the last good one.
 
 /// The protobuf package of the API.
 pub const PACKAGE: &str = "trellis.proxy.v1";
+
+/// Generated messages and tonic clients/servers.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("trellis.proxy.v1");
+}
 
 /// Default proxy ports, as every Trellis component and doc uses them.
 pub mod ports {
