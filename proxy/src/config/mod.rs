@@ -1,0 +1,12 @@
+//! The proxy's configuration model.
+//!
+//! Everything the request path reads is here, already validated and compiled (regexes,
+//! header names, durations), so the per-request code never parses or fails on config.
+//! [`Outbound::try_from`] turns a `trellis.proxy.v1.OutboundConfig` into the model; its
+//! error names the field and becomes the NACK reason.
+
+mod from_proto;
+mod model;
+
+pub use from_proto::ConfigError;
+pub use model::*;
