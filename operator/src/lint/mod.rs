@@ -104,9 +104,9 @@ pub fn lint(manifests: &Manifests, default_namespace: &str) -> Report {
             report.summary.skipped += 1;
             continue;
         }
-        report.summary.checked += 1;
         match dynamic::parse(object.doc.value.clone()) {
             Ok(Some(mut resource)) => {
+                report.summary.checked += 1;
                 if resource.is_namespaced() {
                     resource
                         .metadata_mut()
@@ -123,6 +123,7 @@ pub fn lint(manifests: &Manifests, default_namespace: &str) -> Report {
             }
             Ok(None) => report.summary.skipped += 1,
             Err(e) => {
+                report.summary.checked += 1;
                 let problem = Problem::error(e.field(), e.message());
                 report.push(object, &resource_id(object, &namespace), vec![problem]);
             }
