@@ -65,3 +65,12 @@ pub fn binary(name: &str) -> PathBuf {
     );
     path
 }
+
+pub mod backend;
+pub mod client;
+pub mod config;
+pub mod control_plane;
+pub mod grpc;
+pub mod metrics;
+pub mod proxy;
+pub mod serve;

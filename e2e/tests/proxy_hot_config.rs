@@ -1,0 +1,206 @@
+//! Config changes while traffic flows: from the file (rewritten in place) and from the
+//! control plane (pushed over gRPC), applied to connections already open, refused with a
+//! reason when invalid, and survived when the control plane goes away.
+
+use std::time::Duration;
+
+use serde_json::json;
+use trellis_e2e::backend::Backend;
+use trellis_e2e::client::Http1Conn;
+use trellis_e2e::config::{Destination, single, yaml};
+use trellis_e2e::control_plane::ControlPlane;
+use trellis_e2e::metrics;
+use trellis_e2e::proxy::Proxy;
+
+const WEB: &str = "web.test";
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `web.test`, version `version`, all to `to` (named `name`).
+fn mk_to(version: &str, name: &str, to: &Backend) -> Destination {
+    single(WEB, name, &[to.addr()]).version(version)
+}
+
+async fn expect_backend(conn: &mut Http1Conn, want: &str) {
+    let reply = conn.get(WEB, "/").await.unwrap();
+    assert_eq!(
+        (reply.status.as_u16(), reply.text()),
+        (200, want.to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_config_file_applies_to_the_next_request_on_an_open_connection() {
+    let a = Backend::start("backend-a").await;
+    let b = Backend::start("backend-b").await;
+    let proxy = Proxy::start(&yaml(&[mk_to("1", "a", &a)])).await.unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    expect_backend(&mut conn, "backend-a").await;
+
+    proxy
+        .rewrite_config(&yaml(&[mk_to("2", "b", &b)]))
+        .await
+        .unwrap();
+
+    expect_backend(&mut conn, "backend-b").await;
+    assert_eq!(b.count(), 1);
+    let m = proxy.metrics().await.unwrap();
+    assert!(
+        metrics::sum(&m, "trellis_config_updates_total", &[("result", "applied")]) >= 2.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_config_file_leaves_the_old_config_in_force_and_shows_the_error() {
+    let a = Backend::start("backend-a").await;
+    let proxy = Proxy::start(&yaml(&[mk_to("1", "a", &a)])).await.unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    let before = proxy.get("/config").await.unwrap().text();
+
+    proxy
+        .replace_config_file("outbound:\n  - authority: web.test\n    routes: [{name: \"x\"\n")
+        .unwrap();
+
+    let path = proxy.config_path().display().to_string();
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = proxy.get("/config").await.unwrap().text();
+        if shown != before && shown.contains(&path) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        shown.contains(&path),
+        "/config names the refused file {path}: {shown}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert!(trellis_e2e::config::mentions_version(&doc, "1"), "{shown}");
+    expect_backend(&mut conn, "backend-a").await;
+    let m = proxy.metrics().await.unwrap();
+    assert!(
+        metrics::sum(
+            &m,
+            "trellis_config_updates_total",
+            &[("result", "rejected")]
+        ) >= 1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_naming_an_undefined_backend_is_refused_naming_the_field() {
+    let a = Backend::start("backend-a").await;
+    let proxy = Proxy::start(&yaml(&[mk_to("1", "a", &a)])).await.unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    let bad = Destination::new(WEB)
+        .version("2")
+        .route(trellis_e2e::config::route("default", &[("missing", 1)]))
+        .backend(trellis_e2e::config::backend("a", &[a.addr()]));
+
+    proxy.replace_config_file(&yaml(&[bad])).unwrap();
+
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = proxy.get("/config").await.unwrap().text();
+        if shown.contains("routes[0].backends[0].backend") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        shown.contains("routes[0].backends[0].backend"),
+        "/config names the field: {shown}"
+    );
+    expect_backend(&mut conn, "backend-a").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_config_applies_to_the_next_request_and_is_acked() {
+    let a = Backend::start("backend-a").await;
+    let b = Backend::start("backend-b").await;
+    let cp = ControlPlane::start().await;
+    cp.set(mk_to("1", "a", &a).proto());
+    let proxy = Proxy::builder()
+        .control_plane(&cp.url())
+        .start()
+        .await
+        .unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    expect_backend(&mut conn, "backend-a").await;
+    assert!(cp.wait_for_applied("1", ACK_TIMEOUT).await.is_some());
+
+    cp.set(mk_to("2", "b", &b).proto());
+    let ack = cp.wait_for_applied("2", ACK_TIMEOUT).await;
+
+    assert!(ack.is_some(), "acks: {:?}", cp.acks());
+    expect_backend(&mut conn, "backend-b").await;
+    assert_eq!(
+        cp.subscriptions(),
+        vec![WEB.to_owned()],
+        "one watch, on demand"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_pushed_config_is_nacked_naming_the_field_and_traffic_keeps_flowing() {
+    let a = Backend::start("backend-a").await;
+    let b = Backend::start("backend-b").await;
+    let cp = ControlPlane::start().await;
+    cp.set(mk_to("1", "a", &a).proto());
+    let proxy = Proxy::builder()
+        .control_plane(&cp.url())
+        .start()
+        .await
+        .unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    expect_backend(&mut conn, "backend-a").await;
+
+    let invalid = Destination::new(WEB)
+        .version("2")
+        .route(trellis_e2e::config::with(
+            trellis_e2e::config::route("default", &[("b", 1)]),
+            "matches",
+            json!([{"path_regex": "/api/(unclosed"}]),
+        ))
+        .backend(trellis_e2e::config::backend("b", &[b.addr()]));
+    cp.set(invalid.proto());
+    let nack = cp
+        .wait_for_rejected("2", ACK_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no NACK for version 2: {:?}", cp.acks()));
+
+    let (_, reason) = nack.rejected().unwrap();
+    assert!(reason.contains("path_regex"), "{reason}");
+    for _ in 0..5 {
+        expect_backend(&mut conn, "backend-a").await;
+    }
+    let mut fresh = Http1Conn::connect(proxy.outbound).await.unwrap();
+    expect_backend(&mut fresh, "backend-a").await;
+    assert_eq!(b.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_keep_flowing_on_the_last_config_when_the_control_plane_dies() {
+    let a = Backend::start("backend-a").await;
+    let cp = ControlPlane::start().await;
+    cp.set(mk_to("1", "a", &a).proto());
+    let proxy = Proxy::builder()
+        .control_plane(&cp.url())
+        .start()
+        .await
+        .unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    expect_backend(&mut conn, "backend-a").await;
+    assert!(cp.wait_for_applied("1", ACK_TIMEOUT).await.is_some());
+
+    cp.kill();
+
+    for _ in 0..10 {
+        expect_backend(&mut conn, "backend-a").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut fresh = Http1Conn::connect(proxy.outbound).await.unwrap();
+    expect_backend(&mut fresh, "backend-a").await;
+    assert_eq!(proxy.get("/live").await.unwrap().status, 200);
+}

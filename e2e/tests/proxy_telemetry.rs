@@ -1,0 +1,212 @@
+//! What operators see of the proxy: metrics, admin endpoints, tracing headers, the access
+//! log, and a graceful shutdown on SIGTERM.
+
+use std::time::Duration;
+
+use http::Method;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use trellis_e2e::backend::Backend;
+use trellis_e2e::client::{Http1Conn, empty, request};
+use trellis_e2e::config::{route, single, with, yaml};
+use trellis_e2e::metrics;
+use trellis_e2e::proxy::Proxy;
+
+const WEB: &str = "web.test";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_direction_route_backend_and_status() {
+    let web = Backend::start("web").await;
+    web.push_statuses([503]);
+    let proxy = Proxy::start(&yaml(&[single(WEB, "web", &[web.addr()])]))
+        .await
+        .unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    assert_eq!(conn.get(WEB, "/").await.unwrap().status, 503);
+    for _ in 0..3 {
+        assert_eq!(conn.get(WEB, "/").await.unwrap().status, 200);
+    }
+
+    let m = proxy.metrics().await.unwrap();
+
+    let ok = [
+        ("direction", "outbound"),
+        ("route", "default"),
+        ("backend", "web"),
+        ("status_code", "200"),
+    ];
+    assert_eq!(metrics::sum(&m, "trellis_requests_total", &ok), 3.0, "{m}");
+    let failed = [
+        ("direction", "outbound"),
+        ("route", "default"),
+        ("backend", "web"),
+        ("status_code", "503"),
+        ("classification", "failure"),
+    ];
+    assert_eq!(
+        metrics::sum(&m, "trellis_requests_total", &failed),
+        1.0,
+        "{m}"
+    );
+    let samples = metrics::select(&m, "trellis_requests_total", &ok);
+    assert!(
+        samples
+            .iter()
+            .all(|s| s.label("authority").is_some_and(|a| a.starts_with(WEB))),
+        "{samples:?}"
+    );
+    assert!(
+        metrics::sum(
+            &m,
+            "trellis_request_duration_seconds_count",
+            &[("direction", "outbound"), ("route", "default")]
+        ) >= 4.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_answer_live_ready_and_the_config_version() {
+    let web = Backend::start("web").await;
+    let proxy = Proxy::start(&yaml(&[single(WEB, "web", &[web.addr()]).version("7")]))
+        .await
+        .unwrap();
+
+    assert_eq!(proxy.get("/live").await.unwrap().status, 200);
+    assert_eq!(proxy.get("/ready").await.unwrap().status, 200);
+    let config = proxy.config_dump().await.unwrap();
+    assert!(
+        trellis_e2e::config::mentions_version(&config, "7"),
+        "{config}"
+    );
+    assert!(config.to_string().contains(WEB), "{config}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_headers_arrive_unchanged_at_the_backend_on_every_attempt() {
+    let web = Backend::start("web").await;
+    web.push_statuses([503]);
+    let dest = trellis_e2e::config::Destination::new(WEB)
+        .route(with(
+            route("default", &[("web", 1)]),
+            "retry",
+            json!({"attempts": 2, "retry_on": ["5xx"]}),
+        ))
+        .backend(trellis_e2e::config::backend("web", &[web.addr()]));
+    let proxy = Proxy::start(&yaml(&[dest])).await.unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    let trace = [
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("tracestate", "vendor=opaque-value"),
+        (
+            "b3",
+            "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90",
+        ),
+        ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+        ("x-b3-spanid", "e457b5a2e4d86bd1"),
+        ("x-b3-parentspanid", "05e3ac9a4f6e3b90"),
+        ("x-b3-sampled", "1"),
+    ];
+    let mut req = request(Method::GET, WEB, "/traced");
+    for (name, value) in trace {
+        req = req.header(name, value);
+    }
+
+    let reply = conn.send(req.body(empty()).unwrap()).await.unwrap();
+
+    assert_eq!(reply.status, 200, "{reply}");
+    let seen = web.requests();
+    assert_eq!(seen.len(), 2, "the first attempt and the retry");
+    for attempt in &seen {
+        for (name, value) in trace {
+            assert_eq!(attempt.header(name).as_deref(), Some(value), "{name}");
+        }
+    }
+}
+
+/// Whether `line` is a JSON object with `path` as some value and a status-like field of 200.
+fn logs_request(line: &str, path: &str) -> bool {
+    let Ok(Value::Object(entry)) = serde_json::from_str::<Value>(line) else {
+        return false;
+    };
+    let has_path = entry.values().any(|v| v.as_str() == Some(path));
+    let has_status = entry.iter().any(|(k, v)| {
+        k.contains("status") && (v.as_u64() == Some(200) || v.as_str() == Some("200"))
+    });
+    has_path && has_status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_has_a_json_line_per_request_with_status_path_and_trace_id() {
+    let web = Backend::start("web").await;
+    let proxy = Proxy::builder()
+        .config(&yaml(&[single(WEB, "web", &[web.addr()])]))
+        .access_log()
+        .start()
+        .await
+        .unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+
+    let reply = conn
+        .send(
+            request(Method::GET, WEB, "/orders/42")
+                .header(
+                    "traceparent",
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                )
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+
+    let line = proxy
+        .wait_for_stdout(Duration::from_secs(3), |l| logs_request(l, "/orders/42"))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "no JSON access log line for GET /orders/42 with status 200: {:?}",
+                proxy.stdout_lines()
+            )
+        });
+    assert!(
+        line.contains("0af7651916cd43dd8448eb211c80319c"),
+        "the trace id is logged: {line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_request_in_flight_finish_refuses_new_connections_and_exits_0() {
+    let web = Backend::slow("web", Duration::from_millis(500)).await;
+    let mut proxy = Proxy::start(&yaml(&[single(WEB, "web", &[web.addr()])]))
+        .await
+        .unwrap();
+    let outbound = proxy.outbound;
+    let mut conn = Http1Conn::connect(outbound).await.unwrap();
+    let in_flight = tokio::spawn(async move { conn.get(WEB, "/slow").await });
+    assert!(web.wait_for_in_flight(1, Duration::from_secs(5)).await);
+
+    proxy.send_sigterm().unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let refused = match TcpStream::connect(outbound).await {
+        Err(_) => true,
+        // Accepted by a backlog the proxy never serves: it must not answer.
+        Ok(stream) => {
+            let mut late = Http1Conn::handshake_on(stream).await;
+            match late.as_mut() {
+                Ok(c) => c.get(WEB, "/late").await.is_err(),
+                Err(_) => true,
+            }
+        }
+    };
+    assert!(refused, "a new connection was served after SIGTERM");
+    let reply = in_flight.await.unwrap().unwrap();
+    assert_eq!((reply.status.as_u16(), reply.text()), (200, "web".into()));
+    let status = proxy.wait_exit(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+}
