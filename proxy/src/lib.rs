@@ -1,13 +1,33 @@
 //! `trellis-proxy`: the Trellis sidecar proxy.
 //!
 //! ```text
-//! config source (file | Discovery) --> config::Outbound / config::Inbound (validated, or NACK)
-//!                                              |
-//!   listener -> detect -> route -> split -> balance -> connect   (the request path, to come)
+//! config source (file | Discovery) --> store (validated snapshot, or NACK; last good kept)
+//!                                          |
+//! listen: accept -> detect -> outbound stack: telemetry -> route -> rate_limit -> fault
+//!                                -> timeout -> mirror -> retry -> split -> balance -> connect
+//!                           -> inbound stack:  telemetry -> forward -> connect
+//!                           -> opaque TCP forward
+//! admin: /metrics /ready /live /config
 //! ```
 //!
-//! - [`config`]: the proxy's own model of its configuration, built from `trellis.proxy.v1`
-//!   messages; a message that does not validate is refused with a reason (a NACK) and the
-//!   last good config stays in force.
+//! - [`config`]: the validated model, from `trellis.proxy.v1` messages or a file.
+//! - [`store`]: the config in force, read per request through a watch channel.
+//! - [`outbound`], [`inbound`]: the HTTP stacks, one tower layer per module.
+//! - [`balance`], [`connect`]: endpoint choice and ejection; pooled HTTP/1.1 and HTTP/2.
+//! - [`listen`]: listeners and protocol detection; [`admin`]; [`telemetry`].
 
+pub mod admin;
+pub mod answer;
+pub mod app;
+pub mod balance;
+pub mod body;
 pub mod config;
+pub mod connect;
+pub mod discovery;
+pub mod inbound;
+pub mod listen;
+pub mod outbound;
+pub mod source_file;
+pub mod store;
+pub mod svc;
+pub mod telemetry;

@@ -18,6 +18,7 @@ pub const PACKAGE: &str = "trellis.proxy.v1";
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("trellis.proxy.v1");
+    include!(concat!(env!("OUT_DIR"), "/trellis.proxy.v1.serde.rs"));
 }
 
 /// Default proxy ports, as every Trellis component and doc uses them.

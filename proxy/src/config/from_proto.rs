@@ -450,7 +450,7 @@ fn circuit_breaker(cb: api::CircuitBreaker, field: &str) -> Result<CircuitBreake
     })
 }
 
-fn duration(d: prost_types::Duration, field: &str) -> Result<Duration> {
+fn duration(d: pbjson_types::Duration, field: &str) -> Result<Duration> {
     Duration::try_from(d).or_else(|_| err(field, "must be a positive duration"))
 }
 

@@ -3,8 +3,10 @@
 //! Everything the request path reads is here, already validated and compiled (regexes,
 //! header names, durations), so the per-request code never parses or fails on config.
 //! [`Outbound::try_from`] turns a `trellis.proxy.v1.OutboundConfig` into the model; its
-//! error names the field and becomes the NACK reason.
+//! error names the field and becomes the NACK reason. [`file`] reads the same model from a
+//! YAML or JSON file.
 
+pub mod file;
 mod from_proto;
 mod model;
 

@@ -1,0 +1,210 @@
+//! Wires the proxy together: config source, stacks, listeners, admin, shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use trellis_proxy_api::v1 as api;
+
+use crate::admin::Admin;
+use crate::connect::Connect;
+use crate::discovery::Discovery;
+use crate::listen::{Drain, Listener};
+use crate::source_file::FileSource;
+use crate::store::Store;
+use crate::telemetry::{Direction, Metrics};
+use crate::{inbound, outbound};
+
+/// Where configs come from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    File {
+        path: PathBuf,
+        poll: Duration,
+    },
+    ControlPlane {
+        url: String,
+        workload: api::Workload,
+    },
+}
+
+/// Everything the proxy is started with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub source: Source,
+    pub outbound: SocketAddr,
+    pub inbound: SocketAddr,
+    pub admin: SocketAddr,
+    pub inbound_target: SocketAddr,
+    pub access_log: bool,
+    pub drain_timeout: Duration,
+    pub discovery_timeout: Duration,
+    pub discovery_idle: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// Runs the proxy until SIGTERM/SIGINT, then drains.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let store = match &settings.source {
+        Source::File { path, .. } => Store::new(format!("file:{}", path.display())),
+        Source::ControlPlane { url, .. } => Store::new(format!("grpc:{url}")),
+    };
+    start_source(&settings, &store, &metrics)?;
+
+    let bind = |addr: SocketAddr, what: &str| {
+        let what = what.to_owned();
+        async move {
+            TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} ({what}); pick another address with --{what}")
+            })
+        }
+    };
+    let outbound_listener = bind(settings.outbound, "outbound").await?;
+    let inbound_listener = bind(settings.inbound, "inbound").await?;
+    let admin_listener = bind(settings.admin, "admin").await?;
+    let line = format!(
+        "trellis-proxy listening outbound={} inbound={} admin={}",
+        outbound_listener.local_addr()?,
+        inbound_listener.local_addr()?,
+        admin_listener.local_addr()?,
+    );
+
+    let connect = Connect::new(settings.connect_timeout);
+    let outbound_stack = outbound::stack(
+        outbound::Settings {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            access_log: settings.access_log,
+            discovery_wait: settings.discovery_timeout,
+        },
+        connect.clone(),
+    );
+    let inbound_stack = inbound::stack(
+        settings.inbound_target,
+        connect,
+        metrics.clone(),
+        settings.access_log,
+    );
+
+    let listening = Arc::new(AtomicBool::new(false));
+    tokio::spawn(
+        Admin {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            listening: listening.clone(),
+        }
+        .run(admin_listener),
+    );
+
+    let (drain, drain_control) = Drain::new();
+    tokio::spawn(
+        Listener {
+            direction: Direction::Outbound,
+            stack: outbound_stack,
+            opaque_target: None,
+            metrics: metrics.clone(),
+        }
+        .run(outbound_listener, drain.clone()),
+    );
+    tokio::spawn(
+        Listener {
+            direction: Direction::Inbound,
+            stack: inbound_stack,
+            opaque_target: Some(settings.inbound_target),
+            metrics: metrics.clone(),
+        }
+        .run(inbound_listener, drain),
+    );
+    listening.store(true, Ordering::Relaxed);
+    crate::telemetry::print_line(&line);
+
+    shutdown_signal().await;
+    eprintln!(
+        "trellis-proxy: shutting down: no new connections; draining requests in flight (up to {:?})",
+        settings.drain_timeout
+    );
+    // The accept loops stop on the signal and drop their tokens; connections finish theirs.
+    match tokio::time::timeout(settings.drain_timeout, drain_control.drain()).await {
+        Ok(()) => eprintln!("trellis-proxy: drained"),
+        Err(_) => {
+            eprintln!("trellis-proxy: drain timeout reached; closing the connections still open")
+        }
+    }
+    Ok(())
+}
+
+fn start_source(settings: &Settings, store: &Store, metrics: &Arc<Metrics>) -> anyhow::Result<()> {
+    match &settings.source {
+        Source::File { path, poll } => {
+            let source = FileSource {
+                path: path.clone(),
+                store: store.clone(),
+                metrics: metrics.clone(),
+                poll: *poll,
+            };
+            let mut last = None;
+            if let Err(e) = source.load(&mut last) {
+                eprintln!("trellis-proxy: {e}; not ready until the file is fixed");
+                store.set_not_ready(Some(e));
+            }
+            tokio::spawn(source.watch(last));
+        }
+        Source::ControlPlane { url, workload } => {
+            let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+                .with_context(|| {
+                    format!("--control-plane {url:?} is not a URL (http://host:port)")
+                })?
+                .connect_timeout(Duration::from_secs(2));
+            let (tx, rx) = mpsc::unbounded_channel();
+            store.subscribe_on_demand(tx);
+            tokio::spawn(
+                Discovery {
+                    endpoint: endpoint.clone(),
+                    workload: workload.clone(),
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                    idle: settings.discovery_idle,
+                }
+                .run(rx),
+            );
+            tokio::spawn(probe_control_plane(endpoint, url.clone(), store.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Ready once the control plane has answered a connection.
+async fn probe_control_plane(endpoint: tonic::transport::Endpoint, url: String, store: Store) {
+    store.set_not_ready(Some(format!("connecting to the control plane at {url}")));
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match endpoint.connect().await {
+            Ok(_) => {
+                store.set_not_ready(None);
+                return;
+            }
+            Err(e) => {
+                store.set_not_ready(Some(format!(
+                    "the control plane at {url} is unreachable: {e}"
+                )));
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

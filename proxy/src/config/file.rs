@@ -1,0 +1,163 @@
+//! The static config file: the `trellis.proxy.v1` model in its protobuf JSON mapping (proto
+//! field names), written as YAML or JSON. For local debugging, demos and tests.
+//!
+//! ```yaml
+//! outbound:
+//!   - authority: web.shop.svc.cluster.local
+//!     routes: [{name: default, backends: [{backend: web, weight: 1}]}]
+//!     backends: [{name: web, endpoints: [{address: {ip: 127.0.0.1, port: 8081}}]}]
+//! ```
+//!
+//! A file is taken whole or not at all; its error names the file, the field and the reason.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use trellis_proxy_api::v1 as api;
+
+use super::Outbound;
+
+/// The file's top level.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// One entry per destination, found by `authority`.
+    #[serde(default)]
+    pub outbound: Vec<api::OutboundConfig>,
+}
+
+/// A file that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct FileError {
+    pub file: String,
+    pub message: String,
+}
+
+/// Parses and validates a config file's text.
+pub fn parse(
+    file: &Path,
+    text: &str,
+) -> Result<Vec<(String, Outbound, api::OutboundConfig)>, FileError> {
+    let fail = |message: String| FileError {
+        file: file.display().to_string(),
+        message,
+    };
+    let value: serde_json::Value = if text.trim().is_empty() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| fail(format!("not YAML or JSON: {e}")))?
+    };
+    let parsed: ConfigFile = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path == "." {
+            fail(inner)
+        } else {
+            fail(format!("{path}: {inner}"))
+        }
+    })?;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (i, mut source) in parsed.outbound.into_iter().enumerate() {
+        let authority = source.authority.to_ascii_lowercase();
+        if authority.is_empty() {
+            return Err(fail(format!(
+                "outbound[{i}].authority: required (the Host or :authority requests use)"
+            )));
+        }
+        if !seen.insert(authority.clone()) {
+            return Err(fail(format!(
+                "outbound[{i}].authority: {authority:?} appears twice"
+            )));
+        }
+        if source.version.is_empty() {
+            source.version = content_version(&source);
+        }
+        let config =
+            Outbound::try_from(source.clone()).map_err(|e| fail(format!("outbound[{i}].{e}")))?;
+        out.push((authority, config, source));
+    }
+    Ok(out)
+}
+
+/// A version derived from the content, so an edit shows as a new version on `/config`.
+fn content_version(source: &api::OutboundConfig) -> String {
+    let text = serde_json::to_string(source).unwrap_or_default();
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("file-{:08x}", hash >> 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Vec<(String, Outbound, api::OutboundConfig)>, String> {
+        parse(Path::new("proxy.yaml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_yaml_file_gives_validated_destinations() {
+        let out = parse_str(
+            r#"
+outbound:
+  - authority: Web.Shop
+    routes:
+      - name: default
+        timeout: "1.5s"
+        matches: [{path_regex: "/api", methods: [GET]}]
+        backends: [{backend: v1, weight: 3}]
+    backends:
+      - name: v1
+        endpoints: [{address: {ip: 127.0.0.1, port: 8081}}]
+        balancer: {round_robin: {}}
+"#,
+        )
+        .unwrap();
+        let (authority, config, _) = &out[0];
+        assert_eq!(authority, "web.shop");
+        assert!(config.version.starts_with("file-"));
+        let route = &config.routes[0];
+        assert_eq!(route.timeout, Some(std::time::Duration::from_millis(1500)));
+        assert_eq!(route.backends[0].1, 3);
+        assert_eq!(route.backends[0].0.endpoints[0].address.port(), 8081);
+    }
+
+    #[test]
+    fn json_is_accepted_too() {
+        let out = parse_str(r#"{"outbound": [{"authority": "a", "routes": []}]}"#).unwrap();
+        assert_eq!(out[0].0, "a");
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_with_its_path() {
+        let err = parse_str("outbound:\n  - authority: a\n    routs: []\n").unwrap_err();
+        assert!(err.starts_with("proxy.yaml: outbound[0]"), "{err}");
+        assert!(err.contains("routs"), "{err}");
+    }
+
+    #[test]
+    fn a_model_error_names_the_destination_and_field() {
+        let err = parse_str(
+            "outbound:\n  - authority: a\n    routes: [{name: r, matches: [{path_regex: '('}]}]\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with(
+                "proxy.yaml: outbound[0].routes[0].matches[0].path_regex: invalid regex"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_destination_without_authority_is_refused() {
+        let err = parse_str("outbound: [{routes: []}]").unwrap_err();
+        assert_eq!(
+            err,
+            "proxy.yaml: outbound[0].authority: required (the Host or :authority requests use)"
+        );
+    }
+}

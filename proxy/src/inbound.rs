@@ -1,0 +1,68 @@
+//! The inbound HTTP stack: requests from other services to the app.
+//!
+//! ```text
+//! telemetry -> forward (to the app's port) -> connect
+//! ```
+//!
+//! Authorization and inbound policy arrive as layers between telemetry and forward.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
+
+use crate::body::{Req, Rsp};
+use crate::connect::{Connect, EndpointAddr};
+use crate::outbound::HttpStack;
+use crate::telemetry::{BackendLabel, Direction, Metrics, TelemetryLayer};
+
+/// Builds the inbound stack forwarding to `app`.
+pub fn stack(
+    app: SocketAddr,
+    connect: Connect,
+    metrics: Arc<Metrics>,
+    access_log: bool,
+) -> HttpStack {
+    let stack = ServiceBuilder::new()
+        .layer(TelemetryLayer::new(Direction::Inbound, metrics, access_log))
+        .service(Forward { app, connect });
+    BoxCloneSyncService::new(stack)
+}
+
+/// Sends every request to the app.
+#[derive(Clone)]
+pub struct Forward {
+    app: SocketAddr,
+    connect: Connect,
+}
+
+impl Forward {
+    async fn handle(self, mut req: Req) -> Rsp {
+        req.extensions_mut().insert(EndpointAddr(self.app));
+        let mut rsp = self.connect.send(req).await;
+        rsp.extensions_mut().insert(BackendLabel {
+            backend: "app".into(),
+            endpoint: Some(self.app),
+        });
+        rsp
+    }
+}
+
+impl tower::Service<Req> for Forward {
+    type Response = Rsp;
+    type Error = std::convert::Infallible;
+    type Future = crate::svc::BoxFut;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}

@@ -1,0 +1,282 @@
+//! The config in force: one snapshot, replaced whole on every change.
+//!
+//! Writers (the file watcher, one Discovery watch per destination) apply configs through
+//! [`Store`]; a config that does not validate is refused (a NACK) and the previous one stays
+//! in force. Readers (the route layer, `/config`) take the current snapshot from a
+//! `tokio::sync::watch`, so a new config applies to the next request, on existing
+//! connections too, and no lock is held across an `.await`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+use trellis_proxy_api::v1 as api;
+
+use crate::config::{ConfigError, Outbound};
+
+/// One destination's config in force.
+#[derive(Debug)]
+pub struct Destination {
+    pub config: Arc<Outbound>,
+    /// The message it was built from (shown on `/config`).
+    pub source: api::OutboundConfig,
+    pub applied_at: SystemTime,
+    last_used: AtomicU64,
+}
+
+impl Destination {
+    /// Milliseconds since the store started at which a request last used this config.
+    pub fn last_used_ms(&self) -> u64 {
+        self.last_used.load(Ordering::Relaxed)
+    }
+}
+
+/// A config that was refused, with the reason sent back as the NACK.
+#[derive(Clone, Debug)]
+pub struct Rejected {
+    pub version: String,
+    pub reason: String,
+    pub at: SystemTime,
+}
+
+/// Everything in force at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// By authority as requested (lower case).
+    pub outbound: BTreeMap<String, Arc<Destination>>,
+    /// The last refused config per authority (`""` for a whole file).
+    pub rejected: BTreeMap<String, Rejected>,
+    /// Why the proxy is not ready, if it is not.
+    pub not_ready: Option<String>,
+    /// Where configs come from (`file:proxy.yaml`, `grpc:http://...`).
+    pub source: String,
+}
+
+impl Snapshot {
+    /// The destination for an authority as a request wrote it: exactly, then without port.
+    pub fn lookup(&self, authority: &str) -> Option<&Arc<Destination>> {
+        let key = authority.to_ascii_lowercase();
+        self.outbound.get(&key).or_else(|| {
+            let host = strip_port(&key)?;
+            self.outbound.get(host)
+        })
+    }
+}
+
+fn strip_port(authority: &str) -> Option<&str> {
+    let (host, port) = authority.rsplit_once(':')?;
+    (port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(':')).then_some(host)
+}
+
+/// The config store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: watch::Sender<Arc<Snapshot>>,
+    started: Instant,
+    /// Discovery mode: authorities never seen are sent here to be subscribed.
+    on_demand: OnceLock<mpsc::UnboundedSender<String>>,
+}
+
+impl Store {
+    pub fn new(source: impl Into<String>) -> Self {
+        let snapshot = Snapshot {
+            source: source.into(),
+            not_ready: Some("no config read yet".into()),
+            ..Snapshot::default()
+        };
+        Self {
+            inner: Arc::new(Inner {
+                tx: watch::channel(Arc::new(snapshot)).0,
+                started: Instant::now(),
+                on_demand: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Sends destinations never seen to `subscribe` (the Discovery client).
+    pub fn subscribe_on_demand(&self, subscribe: mpsc::UnboundedSender<String>) {
+        let _ = self.inner.on_demand.set(subscribe);
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.tx.borrow().clone()
+    }
+
+    pub fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.inner.tx.subscribe()
+    }
+
+    pub fn elapsed_ms(&self) -> u64 {
+        self.inner.started.elapsed().as_millis() as u64
+    }
+
+    /// The destination config for `authority`. In discovery mode an authority never seen
+    /// is subscribed to and waited for, up to `wait`.
+    pub async fn resolve(&self, authority: &str, wait: Duration) -> Option<Arc<Destination>> {
+        let now = self.elapsed_ms();
+        if let Some(dest) = self.snapshot().lookup(authority) {
+            dest.last_used.store(now, Ordering::Relaxed);
+            return Some(dest.clone());
+        }
+        let subscribe = self.inner.on_demand.get()?;
+        let key = authority.to_ascii_lowercase();
+        let mut rx = self.watch();
+        let _ = subscribe.send(key.clone());
+        let found = tokio::time::timeout(
+            wait,
+            rx.wait_for(|s| s.lookup(&key).is_some() || s.rejected.contains_key(&key)),
+        )
+        .await
+        .ok()?
+        .ok()?
+        .lookup(&key)
+        .cloned();
+        if let Some(dest) = &found {
+            dest.last_used.store(now, Ordering::Relaxed);
+        }
+        found
+    }
+
+    /// Validates and applies one destination's config; on error the previous one stays.
+    pub fn apply(&self, authority: &str, source: api::OutboundConfig) -> Result<(), ConfigError> {
+        let key = authority.to_ascii_lowercase();
+        match Outbound::try_from(source.clone()) {
+            Ok(config) => {
+                let dest = self.destination(config, source);
+                self.inner.tx.send_modify(|s| {
+                    let s = Arc::make_mut(s);
+                    s.outbound.insert(key.clone(), dest);
+                    s.rejected.remove(&key);
+                });
+                Ok(())
+            }
+            Err(e) => {
+                self.reject(&key, &source.version, &e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Replaces every destination at once (a whole config file).
+    pub fn replace_all(&self, configs: Vec<(String, Outbound, api::OutboundConfig)>) {
+        let outbound = configs
+            .into_iter()
+            .map(|(authority, config, source)| {
+                (
+                    authority.to_ascii_lowercase(),
+                    self.destination(config, source),
+                )
+            })
+            .collect();
+        self.inner.tx.send_modify(|s| {
+            let s = Arc::make_mut(s);
+            s.outbound = outbound;
+            s.rejected.clear();
+            s.not_ready = None;
+        });
+    }
+
+    /// Records a refused config; everything in force stays.
+    pub fn reject(&self, authority: &str, version: &str, reason: &str) {
+        let rejected = Rejected {
+            version: version.to_owned(),
+            reason: reason.to_owned(),
+            at: SystemTime::now(),
+        };
+        self.inner.tx.send_modify(|s| {
+            Arc::make_mut(s)
+                .rejected
+                .insert(authority.to_ascii_lowercase(), rejected);
+        });
+    }
+
+    /// Drops a destination (its subscription ended as idle).
+    pub fn remove(&self, authority: &str) {
+        self.inner.tx.send_modify(|s| {
+            let s = Arc::make_mut(s);
+            s.outbound.remove(authority);
+            s.rejected.remove(authority);
+        });
+    }
+
+    /// Marks the proxy ready (`None`) or not, with the reason.
+    pub fn set_not_ready(&self, reason: Option<String>) {
+        self.inner.tx.send_if_modified(|s| {
+            if s.not_ready == reason {
+                return false;
+            }
+            Arc::make_mut(s).not_ready = reason;
+            true
+        });
+    }
+
+    fn destination(&self, config: Outbound, source: api::OutboundConfig) -> Arc<Destination> {
+        Arc::new(Destination {
+            config: Arc::new(config),
+            source,
+            applied_at: SystemTime::now(),
+            last_used: AtomicU64::new(self.elapsed_ms()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mk_config(version: &str, path_regex: &str) -> api::OutboundConfig {
+        api::OutboundConfig {
+            version: version.into(),
+            routes: vec![api::Route {
+                name: "default".into(),
+                matches: vec![api::HttpMatch {
+                    path_regex: path_regex.into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_refused_config_keeps_the_last_good_one_in_force() {
+        let store = Store::new("test");
+        store.apply("web", mk_config("1", "/")).unwrap();
+        let err = store.apply("web", mk_config("2", "(")).unwrap_err();
+        assert_eq!(err.field, "routes[0].matches[0].path_regex");
+        let s = store.snapshot();
+        assert_eq!(s.lookup("web").unwrap().config.version, "1");
+        assert_eq!(s.rejected["web"].version, "2");
+    }
+
+    #[test]
+    fn an_authority_is_found_with_or_without_its_port_and_in_any_case() {
+        let store = Store::new("test");
+        store.apply("web.shop", mk_config("1", "")).unwrap();
+        let s = store.snapshot();
+        assert!(s.lookup("WEB.shop:8080").is_some());
+        assert!(s.lookup("web.shop").is_some());
+        assert!(s.lookup("web").is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_authority_is_subscribed_and_waited_for() {
+        let store = Store::new("test");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        store.subscribe_on_demand(tx);
+        let writer = store.clone();
+        tokio::spawn(async move {
+            let authority = rx.recv().await.unwrap();
+            writer.apply(&authority, mk_config("7", "")).unwrap();
+        });
+        let dest = store.resolve("api:80", Duration::from_secs(5)).await;
+        assert_eq!(dest.unwrap().config.version, "7");
+    }
+}
