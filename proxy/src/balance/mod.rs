@@ -28,11 +28,14 @@ use crate::telemetry::{BackendLabel, Metrics};
 pub use endpoint::EndpointStats;
 use ring::Ring;
 
+/// (authority, backend name)
+type BackendKey = (Arc<str>, String);
+
 /// Per-backend and per-endpoint state, kept across config versions.
 pub struct BalanceState {
     metrics: Arc<Metrics>,
     endpoints: RwLock<HashMap<SocketAddr, Arc<EndpointStats>>>,
-    backends: RwLock<HashMap<(Arc<str>, String), Arc<BackendState>>>,
+    backends: RwLock<HashMap<BackendKey, Arc<BackendState>>>,
 }
 
 #[derive(Default)]

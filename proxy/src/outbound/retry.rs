@@ -27,8 +27,11 @@ pub fn layer<S>(metrics: Arc<Metrics>) -> impl tower::Layer<S, Service = RetrySe
     })
 }
 
+/// (authority, route name)
+type RouteKey = (Arc<str>, Arc<str>);
+
 #[derive(Clone, Default)]
-struct Budgets(Arc<Mutex<HashMap<(Arc<str>, Arc<str>), Budget>>>);
+struct Budgets(Arc<Mutex<HashMap<RouteKey, Budget>>>);
 
 impl Budgets {
     fn with<T>(&self, target: &Target, retry: &Retry, f: impl FnOnce(&mut Budget) -> T) -> T {
