@@ -3,9 +3,14 @@
 //! [`Backend`] speaks HTTP/1.1 and HTTP/2 (hyper-util's auto server), answers with its own
 //! name as the body (`backend-a`) and an `x-backend` header, records every request it
 //! receives, and can be scripted while the test runs: a fixed delay, a sequence of statuses
-//! for the next requests, a status for every request, holding requests until released. A
-//! request with `Upgrade: websocket` gets `101 Switching Protocols` and the connection then
-//! echoes bytes.
+//! for the next requests, a status for every request, holding requests until released.
+//!
+//! Some paths behave differently:
+//! - `/echo...`: the response body is the request body.
+//! - `/stream...`: the response body is streamed: `chunk-1\n` at once, then `chunk-2\n` and
+//!   `chunk-3\n` only after [`Backend::release_streams`].
+//! - any request with `Upgrade: websocket` gets `101 Switching Protocols` and the connection
+//!   then echoes bytes.
 //!
 //! [`TcpEcho`] is a raw TCP echo server (opaque traffic).
 
@@ -18,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version, header};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,6 +73,13 @@ struct State {
     in_flight: AtomicUsize,
     connections: AtomicUsize,
     held: watch::Sender<bool>,
+    streams_released: watch::Sender<bool>,
+}
+
+type ResponseBody = BoxBody<Bytes, Infallible>;
+
+fn full_body(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into()).boxed()
 }
 
 /// A scripted HTTP/1.1 + HTTP/2 server. Stops when dropped.
@@ -96,6 +109,7 @@ impl Backend {
             in_flight: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             held: watch::channel(false).0,
+            streams_released: watch::channel(false).0,
         });
         let task = tokio::spawn(accept_loop(listener, state.clone()));
         Backend { addr, state, task }
@@ -152,6 +166,11 @@ impl Backend {
     /// Answers every held request and stops holding.
     pub fn release(&self) {
         self.state.held.send_replace(false);
+    }
+
+    /// Lets `/stream` responses send the rest of their body.
+    pub fn release_streams(&self) {
+        self.state.streams_released.send_replace(true);
     }
 
     /// How many requests arrived (counted when the head arrives).
@@ -245,7 +264,7 @@ async fn handle(
     state: Arc<State>,
     peer: SocketAddr,
     mut req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<ResponseBody>, Infallible> {
     let at = Instant::now();
     state.arrived.fetch_add(1, Ordering::SeqCst);
     state.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -268,15 +287,16 @@ async fn handle(
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::from_static(b"<body error>"),
     };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.to_string(), |p| p.to_string());
     state.requests.lock().unwrap().push(Recorded {
         method: parts.method,
-        path: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.to_string(), |p| p.to_string()),
+        path: path.clone(),
         version: parts.version,
         headers: parts.headers,
-        body,
+        body: body.clone(),
         at,
         peer,
     });
@@ -303,7 +323,7 @@ async fn handle(
             .header(header::UPGRADE, "websocket")
             .header(header::CONNECTION, "upgrade")
             .header("x-backend", state.name.as_str())
-            .body(Full::new(Bytes::new()))
+            .body(full_body(Bytes::new()))
             .expect("a valid response");
         return Ok(response);
     }
@@ -313,13 +333,44 @@ async fn handle(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    let response_body = if path.starts_with("/echo") {
+        full_body(body)
+    } else if path.starts_with("/stream") {
+        streamed(state.streams_released.subscribe())
+    } else {
+        full_body(state.name.clone())
+    };
     let response = Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header("x-backend", state.name.as_str())
         .header(header::CONTENT_TYPE, "text/plain")
-        .body(Full::new(Bytes::from(state.name.clone())))
+        .body(response_body)
         .expect("a valid response");
     Ok(response)
+}
+
+/// `chunk-1\n` now, the rest once `released` turns true.
+fn streamed(mut released: watch::Receiver<bool>) -> ResponseBody {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+    tokio::spawn(async move {
+        if tx.send(Ok(Frame::data("chunk-1\n".into()))).await.is_err() {
+            return;
+        }
+        let _ = released.wait_for(|r| *r).await;
+        for chunk in ["chunk-2\n", "chunk-3\n"] {
+            if tx.send(Ok(Frame::data(chunk.into()))).await.is_err() {
+                return;
+            }
+        }
+    });
+    StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed()
+}
+
+/// A loopback address where nothing listens (connections are refused): a port that was
+/// bound a moment ago and released.
+pub fn refusing_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    listener.local_addr().expect("a bound address")
 }
 
 /// A raw TCP echo server: every byte received is sent back. Stops when dropped.

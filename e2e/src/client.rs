@@ -105,6 +105,15 @@ impl Reply {
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     }
 
+    /// Whether this is an answer the proxy made itself with `status`, as docs/proxy.md
+    /// describes them for HTTP: the `trellis-proxy-error` header and the reason as the body.
+    pub fn is_proxy_answer(&self, status: u16) -> bool {
+        self.status.as_u16() == status
+            && self
+                .proxy_error()
+                .is_some_and(|reason| !reason.is_empty() && self.text().contains(reason.trim()))
+    }
+
     /// A header value as text.
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
@@ -224,9 +233,20 @@ impl Drop for Http1Conn {
 }
 
 /// One HTTP/2 connection with prior knowledge (the client starts with the h2 preface).
+/// Clones share the connection, so requests can run concurrently as streams on it.
+#[derive(Clone)]
 pub struct Http2Conn {
     sender: hyper::client::conn::http2::SendRequest<Body>,
-    task: JoinHandle<()>,
+    _task: Arc<AbortOnDrop>,
+}
+
+/// Aborts a task when the last owner lets go.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Http2Conn {
@@ -242,7 +262,10 @@ impl Http2Conn {
         let task = tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Http2Conn { sender, task })
+        Ok(Http2Conn {
+            sender,
+            _task: Arc::new(AbortOnDrop(task)),
+        })
     }
 
     /// Sends a request built with [`request`]: its `Host` header becomes `:authority`.
@@ -278,12 +301,6 @@ impl Http2Conn {
     /// `GET path` on `authority`.
     pub async fn get(&mut self, authority: &str, path: &str) -> anyhow::Result<Reply> {
         self.send(get_request(authority, path)).await
-    }
-}
-
-impl Drop for Http2Conn {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

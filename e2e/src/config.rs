@@ -2,7 +2,7 @@
 //! proto field names, as docs/proxy.md writes the file) rendered either as the YAML file
 //! (`--config`) or as the `OutboundConfig` message a control plane sends.
 //!
-//! ```ignore
+//! ```text
 //! let dest = Destination::new("web.test")
 //!     .route(route("split", &[("a", 80), ("b", 20)]))
 //!     .backend(backend("a", &[a.addr()]))

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,8 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use trellis_proxy_api::v1::discovery_server::{Discovery, DiscoveryServer};
 use trellis_proxy_api::v1::{
-    Ack, DefaultPolicy, InboundConfig, InboundRequest, OutboundConfig, OutboundRequest, ack,
-    outbound_request,
+    Ack, DefaultPolicy, InboundConfig, InboundRequest, OutboundConfig, OutboundRequest, Workload,
+    ack, outbound_request,
 };
 
 use crate::serve::GrpcServer;
@@ -55,11 +56,21 @@ impl ReceivedAck {
     }
 }
 
+/// A `WatchOutbound` stream a proxy opened.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subscription {
+    /// The authority watched, as the proxy named it.
+    pub authority: String,
+    /// Who asked (`--workload`).
+    pub workload: Option<Workload>,
+}
+
 #[derive(Default)]
 struct Shared {
     configs: Mutex<HashMap<String, watch::Sender<Option<OutboundConfig>>>>,
     acks: Mutex<Vec<ReceivedAck>>,
-    subscriptions: Mutex<Vec<String>>,
+    subscriptions: Mutex<Vec<Subscription>>,
+    open: AtomicUsize,
 }
 
 impl Shared {
@@ -120,7 +131,11 @@ impl Discovery for Service {
             }
             None => return Err(Status::invalid_argument("name an authority")),
         };
-        self.0.subscriptions.lock().unwrap().push(authority.clone());
+        self.0.subscriptions.lock().unwrap().push(Subscription {
+            authority: authority.clone(),
+            workload: first.workload.clone(),
+        });
+        self.0.open.fetch_add(1, Ordering::SeqCst);
         let shared = self.0.clone();
         if let Some(ack) = first.ack {
             shared.acks.lock().unwrap().push(ReceivedAck {
@@ -138,6 +153,8 @@ impl Discovery for Service {
                     });
                 }
             }
+            // The proxy ended its side of the watch (unsubscribed, or the connection died).
+            shared.open.fetch_sub(1, Ordering::SeqCst);
         });
 
         let mut configs = self.0.channel(&authority).subscribe();
@@ -174,6 +191,15 @@ impl ControlPlane {
         ControlPlane { shared, server }
     }
 
+    /// Starts a fresh control plane (no destinations, no history) on `addr`: a restart of
+    /// one that was killed there.
+    pub async fn start_on(addr: SocketAddr) -> ControlPlane {
+        let shared = Arc::new(Shared::default());
+        let server =
+            GrpcServer::start_on(addr, DiscoveryServer::new(Service(shared.clone()))).await;
+        ControlPlane { shared, server }
+    }
+
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.server.addr()
@@ -198,7 +224,33 @@ impl ControlPlane {
 
     /// The authorities proxies subscribed to, one entry per `WatchOutbound` stream opened.
     pub fn subscriptions(&self) -> Vec<String> {
+        self.watches().into_iter().map(|s| s.authority).collect()
+    }
+
+    /// Every `WatchOutbound` stream opened, with who opened it.
+    pub fn watches(&self) -> Vec<Subscription> {
         self.shared.subscriptions.lock().unwrap().clone()
+    }
+
+    /// `WatchOutbound` streams open right now.
+    pub fn open_watches(&self) -> usize {
+        self.shared.open.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `pred` holds for this control plane; false after `timeout`.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&ControlPlane) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !pred(self) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// Waits for an ack or NACK that `pred` accepts; `None` after `timeout`.

@@ -21,6 +21,8 @@ use crate::serve::GrpcServer;
 struct Shared {
     name: String,
     answer: Mutex<Option<(Code, String)>>,
+    next: Mutex<std::collections::VecDeque<(Code, String)>>,
+    delay: Mutex<std::time::Duration>,
     calls: AtomicUsize,
     metadata: Mutex<Vec<MetadataMap>>,
 }
@@ -40,7 +42,12 @@ impl Identity for Service {
             .lock()
             .unwrap()
             .push(request.metadata().clone());
-        if let Some((code, message)) = self.0.answer.lock().unwrap().clone() {
+        let delay = *self.0.delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let next = self.0.next.lock().unwrap().pop_front();
+        if let Some((code, message)) = next.or_else(|| self.0.answer.lock().unwrap().clone()) {
             return Err(Status::new(code, message));
         }
         Ok(Response::new(CertifyResponse {
@@ -62,6 +69,8 @@ impl ToyIdentity {
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             answer: Mutex::new(None),
+            next: Mutex::new(std::collections::VecDeque::new()),
+            delay: Mutex::new(std::time::Duration::ZERO),
             calls: AtomicUsize::new(0),
             metadata: Mutex::new(Vec::new()),
         });
@@ -77,6 +86,17 @@ impl ToyIdentity {
     /// From now on every call fails with `code` and `message`.
     pub fn fail_with(&self, code: Code, message: &str) {
         *self.shared.answer.lock().unwrap() = Some((code, message.to_owned()));
+    }
+
+    /// From now on every call takes `delay` to answer.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        *self.shared.delay.lock().unwrap() = delay;
+    }
+
+    /// The next `n` calls fail with `code` and `message`; then the usual answer.
+    pub fn fail_next(&self, n: usize, code: Code, message: &str) {
+        let mut next = self.shared.next.lock().unwrap();
+        next.extend(std::iter::repeat_n((code, message.to_owned()), n));
     }
 
     /// From now on every call succeeds.

@@ -2,7 +2,7 @@
 //! rewritten while it runs, its admin endpoints and stdout (the access log) read, stopped
 //! with SIGTERM or killed when the test ends.
 //!
-//! ```ignore
+//! ```text
 //! let proxy = Proxy::start(&config::yaml(&[dest])).await?;
 //! let mut conn = Http1Conn::connect(proxy.outbound).await?;
 //! ```

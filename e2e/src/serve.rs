@@ -31,6 +31,46 @@ impl GrpcServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding a gRPC server on loopback");
+        Self::serve(listener, service)
+    }
+
+    /// Serves `service` on `addr`, e.g. the address of a server killed a moment ago (a
+    /// restart); retries binding for up to 2 s while the old socket closes.
+    pub async fn start_on<S>(addr: SocketAddr, service: S) -> GrpcServer
+    where
+        S: tower_service::Service<
+                hyper::Request<hyper::body::Incoming>,
+                Response = hyper::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    panic!("binding a gRPC server on {addr} again: {e}")
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        Self::serve(listener, service)
+    }
+
+    fn serve<S>(listener: TcpListener, service: S) -> GrpcServer
+    where
+        S: tower_service::Service<
+                hyper::Request<hyper::body::Incoming>,
+                Response = hyper::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
         let addr = listener.local_addr().expect("a bound address");
         let task = tokio::spawn(async move {
             // Dropping the set (the task aborted) drops every connection.

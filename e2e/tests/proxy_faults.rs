@@ -68,7 +68,7 @@ async fn an_abort_fault_at_30_percent_answers_about_30_percent_with_its_status()
     );
     assert_eq!(served_by(&replies, "web") + aborted, 400);
     for r in replies.iter().flatten().filter(|r| r.status == 503) {
-        assert!(r.proxy_error().is_some(), "{r}");
+        assert!(r.is_proxy_answer(503), "{r}");
     }
     assert_eq!(web.count(), 400 - aborted, "aborted requests never left");
 }
@@ -112,7 +112,7 @@ async fn a_rate_limit_answers_429_beyond_its_burst() {
     );
     assert!(served >= 5, "the burst of 5 is served: {served}");
     for r in replies.iter().flatten().filter(|r| r.status == 429) {
-        assert!(r.proxy_error().is_some(), "{r}");
+        assert!(r.is_proxy_answer(429), "{r}");
     }
 }
 
@@ -180,4 +180,54 @@ async fn a_slow_mirror_does_not_slow_the_original_requests() {
         "the mirror saw {} of 5",
         m.count()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_at_50_percent_copies_about_half_the_requests() {
+    let a = Backend::start("backend-a").await;
+    let m = Backend::start("backend-m").await;
+    let dest = Destination::new(WEB)
+        .route(with(
+            route("default", &[("a", 1)]),
+            "mirror",
+            json!({"backend": "m", "percent": 50}),
+        ))
+        .backend(backend("a", &[a.addr()]))
+        .backend(backend("m", &[m.addr()]));
+    let proxy = start(dest).await;
+
+    let replies = load(proxy.outbound, 300, 10, |_| get_request(WEB, "/")).await;
+    assert_eq!(served_by(&replies, "backend-a"), 300);
+    m.wait_for_count(100, Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert!(
+        (100..=200).contains(&m.count()),
+        "{} of 300 mirrored at 50%",
+        m.count()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_on_a_route_limits_only_that_route() {
+    let web = Backend::start("web").await;
+    let dest = Destination::new(WEB)
+        .route(with(
+            with(
+                route("limited", &[("web", 1)]),
+                "matches",
+                json!([{"path_regex": "/limited"}]),
+            ),
+            "rate_limit",
+            json!({"requests_per_second": 1, "burst": 2}),
+        ))
+        .route(route("free", &[("web", 1)]))
+        .backend(backend("web", &[web.addr()]));
+    let proxy = start(dest).await;
+
+    let limited = load(proxy.outbound, 20, 20, |_| get_request(WEB, "/limited")).await;
+    let free = load(proxy.outbound, 20, 20, |_| get_request(WEB, "/free")).await;
+
+    assert!(with_status(&limited, 429) >= 15, "{:?}", tally(&limited));
+    assert_eq!(served_by(&free, "web"), 20, "{:?}", tally(&free));
 }

@@ -112,6 +112,14 @@ async fn a_config_file_naming_an_undefined_backend_is_refused_naming_the_field()
         shown.contains("routes[0].backends[0].backend"),
         "/config names the field: {shown}"
     );
+    let path = proxy.config_path().display().to_string();
+    let stderr = proxy.stderr_lines();
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains(&path) && l.contains("routes[0].backends[0].backend")),
+        "stderr names the file and the field: {stderr:?}"
+    );
     expect_backend(&mut conn, "backend-a").await;
 }
 

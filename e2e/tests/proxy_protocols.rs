@@ -6,11 +6,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 use hyper_util::rt::TokioIo;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use trellis_e2e::backend::{Backend, TcpEcho};
-use trellis_e2e::client::{Http1Conn, Http2Conn, chunked, empty, request};
-use trellis_e2e::config::{single, yaml};
+use trellis_e2e::client::{Http1Conn, Http2Conn, chunked, empty, full, get_request, request};
+use trellis_e2e::config::{Destination, backend, route, single, with, yaml};
 use trellis_e2e::grpc::{ToyIdentity, certify_request, identity_client_via};
 use trellis_e2e::proxy::Proxy;
 
@@ -174,4 +175,248 @@ async fn opaque_tcp_on_the_inbound_listener_reaches_the_app_and_comes_back() {
         assert_eq!(echoed, message);
     }
     assert_eq!(echo.connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_call_past_the_route_timeout_gets_deadline_exceeded() {
+    let identity = ToyIdentity::start("identity-a").await;
+    identity.set_delay(Duration::from_secs(3));
+    let dest = Destination::new(IDENTITY)
+        .route(with(
+            route("default", &[("svc", 1)]),
+            "timeout",
+            json!("0.3s"),
+        ))
+        .backend(backend("svc", &[identity.addr()]));
+    let proxy = Proxy::start(&yaml(&[dest])).await.unwrap();
+    let mut client = identity_client_via(proxy.outbound, IDENTITY).await.unwrap();
+
+    let status = client.certify(certify_request()).await.unwrap_err();
+
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_call_over_the_rate_limit_gets_resource_exhausted() {
+    let identity = ToyIdentity::start("identity-a").await;
+    let dest = single(IDENTITY, "svc", &[identity.addr()])
+        .set("rate_limit", json!({"requests_per_second": 1, "burst": 1}));
+    let proxy = Proxy::start(&yaml(&[dest])).await.unwrap();
+    let mut client = identity_client_via(proxy.outbound, IDENTITY).await.unwrap();
+
+    let first = client.certify(certify_request()).await;
+    let second = client.certify(certify_request()).await;
+
+    assert!(first.is_ok(), "{first:?}");
+    let status = second.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(identity.calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_request_on_the_inbound_listener_reaches_the_app() {
+    let app = Backend::start("app").await;
+    let unused = Backend::start("unused").await;
+    let proxy = Proxy::builder()
+        .config(&yaml(&[single(WEB, "svc", &[unused.addr()])]))
+        .inbound_target(app.addr())
+        .start()
+        .await
+        .unwrap();
+    let mut conn = Http1Conn::connect(proxy.inbound).await.unwrap();
+
+    for i in 0..3 {
+        let reply = conn.get("app.test", &format!("/in/{i}")).await.unwrap();
+        assert_eq!((reply.status.as_u16(), reply.text()), (200, "app".into()));
+    }
+
+    assert_eq!(app.count(), 3);
+    assert_eq!(unused.count(), 0);
+    let m = proxy.metrics().await.unwrap();
+    assert_eq!(
+        trellis_e2e::metrics::sum(
+            &m,
+            "trellis_requests_total",
+            &[("direction", "inbound"), ("status_code", "200")]
+        ),
+        3.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_response_reaches_the_client_as_the_backend_produces_it() {
+    use http_body_util::BodyExt;
+    let a = Backend::start("backend-a").await;
+    let proxy = proxy_to(WEB, a.addr()).await;
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+
+    let response = conn.send_raw(get_request(WEB, "/stream")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(3), body.frame())
+        .await
+        .expect("the first chunk arrives before the backend sends the rest")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "chunk-1\n");
+
+    a.release_streams();
+    let rest = tokio::time::timeout(Duration::from_secs(3), body.collect())
+        .await
+        .expect("the rest arrives")
+        .unwrap()
+        .to_bytes();
+    assert_eq!(rest, "chunk-2\nchunk-3\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_pass_intact_both_ways_over_http1_and_http2() {
+    let a = Backend::start("backend-a").await;
+    let proxy = proxy_to(WEB, a.addr()).await;
+    let payload: Bytes = (0..2 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    let mut h1 = Http1Conn::connect(proxy.outbound).await.unwrap();
+    let mut h2 = Http2Conn::connect(proxy.outbound).await.unwrap();
+
+    let via_h1 = h1
+        .send(
+            request(Method::POST, WEB, "/echo")
+                .body(full(payload.clone()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let via_h2 = h2
+        .send(
+            request(Method::PUT, WEB, "/echo")
+                .body(full(payload.clone()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    for (reply, seen) in [(via_h1, &a.requests()[0]), (via_h2, &a.requests()[1])] {
+        assert_eq!(reply.status, 200);
+        assert!(
+            seen.body == payload,
+            "the backend got {} bytes",
+            seen.body.len()
+        );
+        assert!(
+            reply.body == payload,
+            "the client got {} bytes",
+            reply.body.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_and_the_query_string_pass_through() {
+    let a = Backend::start("backend-a").await;
+    let proxy = proxy_to(WEB, a.addr()).await;
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+
+    let reply = conn
+        .send(
+            request(Method::GET, WEB, "/search?q=a%20b&page=2")
+                .header("x-request-id", "req-123")
+                .header("authorization", "Bearer secret")
+                .header("cookie", "session=abc; theme=dark")
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(reply.header("x-backend").as_deref(), Some("backend-a"));
+    let seen = &a.requests()[0];
+    assert_eq!(seen.path, "/search?q=a%20b&page=2");
+    assert_eq!(seen.header("host").as_deref(), Some(WEB));
+    assert_eq!(seen.header("x-request-id").as_deref(), Some("req-123"));
+    assert_eq!(
+        seen.header("authorization").as_deref(),
+        Some("Bearer secret")
+    );
+    assert_eq!(
+        seen.header("cookie").as_deref(),
+        Some("session=abc; theme=dark")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_streams_share_one_http2_connection() {
+    let a = Backend::start("backend-a").await;
+    let proxy = proxy_to(WEB, a.addr()).await;
+    let conn = Http2Conn::connect(proxy.outbound).await.unwrap();
+
+    let mut streams = Vec::new();
+    for i in 0..100 {
+        let mut conn = conn.clone();
+        streams.push(tokio::spawn(async move {
+            conn.get(WEB, &format!("/s/{i}")).await
+        }));
+    }
+    for s in streams {
+        let reply = s.await.unwrap().unwrap();
+        assert_eq!(
+            (reply.status.as_u16(), reply.text()),
+            (200, "backend-a".into())
+        );
+    }
+    assert_eq!(a.count(), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxys_own_grpc_answers_are_trailers_only_with_the_error_header() {
+    let identity = ToyIdentity::start("identity-a").await;
+    let proxy = proxy_to(IDENTITY, identity.addr()).await;
+    let mut conn = Http2Conn::connect(proxy.outbound).await.unwrap();
+
+    let reply = conn
+        .send(
+            request(
+                Method::POST,
+                "nowhere.test",
+                "/trellis.proxy.v1.Identity/Certify",
+            )
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(full(Bytes::from_static(&[0, 0, 0, 0, 0])))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(reply.status, 200, "{reply}");
+    assert_eq!(
+        reply.header("grpc-status").as_deref(),
+        Some("14"),
+        "{reply}"
+    );
+    assert!(reply.header("grpc-message").is_some(), "{reply}");
+    assert!(reply.proxy_error().is_some(), "{reply}");
+    assert!(reply.body.is_empty(), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_call_is_retried_on_the_configured_codes() {
+    let identity = ToyIdentity::start("identity-a").await;
+    identity.fail_next(2, tonic::Code::Unavailable, "warming up");
+    let dest = Destination::new(IDENTITY)
+        .route(with(
+            route("default", &[("svc", 1)]),
+            "retry",
+            json!({"attempts": 3, "grpc_codes": [14]}),
+        ))
+        .backend(backend("svc", &[identity.addr()]));
+    let proxy = Proxy::start(&yaml(&[dest])).await.unwrap();
+    let mut client = identity_client_via(proxy.outbound, IDENTITY).await.unwrap();
+
+    let response = client.certify(certify_request()).await;
+
+    assert!(response.is_ok(), "{response:?}");
+    assert_eq!(identity.calls(), 3);
 }

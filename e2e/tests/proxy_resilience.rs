@@ -96,7 +96,7 @@ async fn a_request_timeout_answers_504_when_the_backend_is_too_slow() {
     let reply = conn.get(WEB, "/").await.unwrap();
 
     assert_eq!(reply.status, 504, "{reply}");
-    assert!(reply.proxy_error().is_some(), "{reply}");
+    assert!(reply.is_proxy_answer(504), "{reply}");
     assert!(
         started.elapsed() < Duration::from_millis(1500),
         "the 0.3s timeout answered after {:?}",
@@ -223,7 +223,7 @@ async fn a_backend_at_its_concurrency_limit_answers_503_at_once() {
             .expect("the proxy answers over-limit requests without waiting")
             .unwrap();
         assert_eq!(reply.status, 503, "{reply}");
-        assert!(reply.proxy_error().is_some(), "{reply}");
+        assert!(reply.is_proxy_answer(503), "{reply}");
     }
     assert_eq!(
         web.count(),
@@ -268,4 +268,168 @@ async fn a_post_body_is_replayed_on_retry() {
         assert_eq!(r.path, "/orders");
         assert_eq!(&r.body[..], b"item=42&quantity=3");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_refusing_connections_gets_502_from_the_proxy() {
+    let dead = trellis_e2e::backend::refusing_addr();
+    let dest = Destination::new(WEB)
+        .route(route("default", &[("web", 1)]))
+        .backend(backend("web", &[dead]));
+    let proxy = start(dest).await;
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+
+    let reply = conn.get(WEB, "/").await.unwrap();
+
+    assert!(reply.is_proxy_answer(502), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_failure_is_retried_on_another_endpoint() {
+    let good = Backend::start("good").await;
+    let dead = trellis_e2e::backend::refusing_addr();
+    let dest = Destination::new(WEB)
+        .route(with(
+            route("default", &[("web", 1)]),
+            "retry",
+            json!({"attempts": 2, "retry_on": ["connect-failure"]}),
+        ))
+        .backend(with(
+            backend("web", &[dead, good.addr()]),
+            "balancer",
+            json!({"round_robin": {}}),
+        ));
+    let proxy = start(dest).await;
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+
+    for i in 0..6 {
+        let reply = conn.get(WEB, "/").await.unwrap();
+        assert_eq!(
+            (reply.status.as_u16(), reply.text()),
+            (200, "good".into()),
+            "request {i}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_larger_than_the_replay_limit_is_not_retried() {
+    let web = Backend::start("web").await;
+    web.push_statuses([503]);
+    let proxy = start(mk_dest(
+        &[&web],
+        json!({"retry": {"attempts": 3, "retry_on": ["5xx"], "max_replay_body_bytes": 1024}}),
+        json!({}),
+    ))
+    .await;
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    let body = vec![b'x'; 8 * 1024];
+
+    let reply = conn
+        .send(
+            request(Method::POST, WEB, "/upload")
+                .body(full(body.clone()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(reply.status, 503, "the backend's own answer: {reply}");
+    assert!(reply.proxy_error().is_none(), "{reply}");
+    let seen = web.requests();
+    assert_eq!(seen.len(), 1, "not replayed");
+    assert_eq!(seen[0].body.len(), body.len(), "but sent whole");
+    let m = proxy.metrics().await.unwrap();
+    assert!(
+        metrics::sum(
+            &m,
+            "trellis_retries_skipped_total",
+            &[("reason", "body_too_large")]
+        ) >= 1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_on_a_listed_status_turns_a_409_into_success() {
+    let web = Backend::start("web").await;
+    web.push_statuses([409]);
+    let proxy = start(mk_dest(
+        &[&web],
+        json!({"retry": {"attempts": 2, "statuses": [409]}}),
+        json!({}),
+    ))
+    .await;
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+
+    let reply = conn.get(WEB, "/").await.unwrap();
+
+    assert_eq!(reply.status, 200, "{reply}");
+    assert_eq!(web.count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_more_than_max_ejection_percent_of_endpoints_are_ejected() {
+    let bad1 = Backend::start("bad1").await;
+    let bad2 = Backend::start("bad2").await;
+    bad1.set_status(503);
+    bad2.set_status(503);
+    let proxy = start(mk_dest(
+        &[&bad1, &bad2],
+        json!({}),
+        json!({
+            "balancer": {"round_robin": {}},
+            "circuit_breaker": {
+                "consecutive_failures": 2,
+                "base_ejection_time": "10s",
+                "max_ejection_percent": 50,
+            },
+        }),
+    ))
+    .await;
+
+    let replies = load(proxy.outbound, 20, 1, |_| get_request(WEB, "/")).await;
+
+    for r in &replies {
+        let r = r.as_ref().unwrap();
+        assert!(
+            r.status == 503 && r.proxy_error().is_none(),
+            "one endpoint stays in: every answer comes from a backend, got {r}"
+        );
+    }
+    let m = proxy.metrics().await.unwrap();
+    assert_eq!(
+        metrics::sum(&m, "trellis_endpoint_ejections_total", &[]),
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_endpoint_ejected_the_proxy_answers_503() {
+    let bad = Backend::start("bad").await;
+    bad.set_status(503);
+    let proxy = start(mk_dest(
+        &[&bad],
+        json!({}),
+        json!({"circuit_breaker": {
+            "consecutive_failures": 2,
+            "base_ejection_time": "10s",
+            "max_ejection_percent": 100,
+        }}),
+    ))
+    .await;
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    for _ in 0..2 {
+        let reply = conn.get(WEB, "/").await.unwrap();
+        assert!(
+            reply.status == 503 && reply.proxy_error().is_none(),
+            "{reply}"
+        );
+    }
+
+    let reply = conn.get(WEB, "/").await.unwrap();
+
+    assert!(reply.is_proxy_answer(503), "{reply}");
+    assert_eq!(bad.count(), 2);
 }

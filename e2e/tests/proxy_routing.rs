@@ -117,7 +117,7 @@ async fn an_unknown_authority_gets_503_from_the_proxy() {
     let reply = conn.get("nowhere.test", "/").await.unwrap();
 
     assert_eq!(reply.status, 503, "{reply}");
-    assert!(reply.proxy_error().is_some(), "{reply}");
+    assert!(reply.is_proxy_answer(503), "{reply}");
     assert_eq!(a.count(), 0);
 }
 
@@ -140,10 +140,27 @@ async fn a_route_with_every_weight_zero_answers_503_with_its_unavailable_reason(
     let reply = conn.get(WEB, "/").await.unwrap();
 
     assert_eq!(reply.status, 503, "{reply}");
-    assert!(reply.proxy_error().is_some(), "{reply}");
+    assert!(reply.is_proxy_answer(503), "{reply}");
     assert!(
         reply.text().contains("web is drained for maintenance"),
         "{reply}"
     );
     assert_eq!(a.count() + b.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_config_file_works_like_yaml() {
+    let a = Backend::start("backend-a").await;
+    let file = json!({"outbound": [single(WEB, "a", &[a.addr()]).json()]});
+    let proxy = Proxy::start(&serde_json::to_string_pretty(&file).unwrap())
+        .await
+        .unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+
+    let reply = conn.get(WEB, "/").await.unwrap();
+
+    assert_eq!(
+        (reply.status.as_u16(), reply.text()),
+        (200, "backend-a".into())
+    );
 }

@@ -210,3 +210,133 @@ async fn sigterm_lets_the_request_in_flight_finish_refuses_new_connections_and_e
     let status = proxy.wait_exit(Duration::from_secs(5)).await.unwrap();
     assert_eq!(status.code(), Some(0), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_headers_reach_mirrored_copies_unchanged() {
+    let web = Backend::start("web").await;
+    let mirror = Backend::start("mirror").await;
+    let dest = trellis_e2e::config::Destination::new(WEB)
+        .route(with(
+            route("default", &[("web", 1)]),
+            "mirror",
+            json!({"backend": "mirror", "percent": 100}),
+        ))
+        .backend(trellis_e2e::config::backend("web", &[web.addr()]))
+        .backend(trellis_e2e::config::backend("mirror", &[mirror.addr()]));
+    let proxy = Proxy::start(&yaml(&[dest])).await.unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    let reply = conn
+        .send(
+            request(Method::GET, WEB, "/traced")
+                .header("traceparent", traceparent)
+                .header("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7")
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(reply.status, 200);
+    assert!(mirror.wait_for_count(1, Duration::from_secs(3)).await);
+    for seen in [&web.requests()[0], &mirror.requests()[0]] {
+        assert_eq!(seen.header("traceparent").as_deref(), Some(traceparent));
+        assert_eq!(
+            seen.header("x-b3-traceid").as_deref(),
+            Some("80f198ee56343ba864fe8b2a57d3eff7")
+        );
+    }
+    let m = proxy.metrics().await.unwrap();
+    assert_eq!(
+        metrics::sum(
+            &m,
+            "trellis_mirrored_requests_total",
+            &[("route", "default"), ("backend", "mirror")]
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_counted_by_direction_and_detected_protocol() {
+    let web = Backend::start("web").await;
+    let echo = trellis_e2e::backend::TcpEcho::start().await;
+    let proxy = Proxy::builder()
+        .config(&yaml(&[single(WEB, "web", &[web.addr()])]))
+        .inbound_target(echo.addr())
+        .start()
+        .await
+        .unwrap();
+
+    let mut h1 = Http1Conn::connect(proxy.outbound).await.unwrap();
+    assert_eq!(h1.get(WEB, "/").await.unwrap().status, 200);
+    let mut h2 = trellis_e2e::client::Http2Conn::connect(proxy.outbound)
+        .await
+        .unwrap();
+    assert_eq!(h2.get(WEB, "/").await.unwrap().status, 200);
+    let mut opaque = TcpStream::connect(proxy.inbound).await.unwrap();
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        opaque.write_all(b"\x00\x00 opaque bytes").await.unwrap();
+        let mut back = [0; 15];
+        opaque.read_exact(&mut back).await.unwrap();
+    }
+
+    let m = proxy.metrics().await.unwrap();
+    let count = |direction: &str, protocol: &str| {
+        metrics::sum(
+            &m,
+            "trellis_tcp_connections_total",
+            &[("direction", direction), ("protocol", protocol)],
+        )
+    };
+    assert_eq!(count("outbound", "http1"), 1.0, "{m}");
+    assert_eq!(count("outbound", "http2"), 1.0, "{m}");
+    assert_eq!(count("inbound", "opaque"), 1.0, "{m}");
+    assert!(
+        metrics::sum(
+            &m,
+            "trellis_tcp_open_connections",
+            &[("direction", "outbound")]
+        ) >= 2.0,
+        "{m}"
+    );
+    assert!(
+        metrics::sum(
+            &m,
+            "trellis_tcp_read_bytes_total",
+            &[("direction", "inbound")]
+        ) >= 15.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_longer_than_the_drain_timeout_does_not_keep_the_proxy_alive() {
+    let web = Backend::slow("web", Duration::from_secs(8)).await;
+    let mut proxy = Proxy::builder()
+        .config(&yaml(&[single(WEB, "web", &[web.addr()])]))
+        .arg("--drain-timeout")
+        .arg("0.5s")
+        .start()
+        .await
+        .unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    let in_flight = tokio::spawn(async move { conn.get(WEB, "/slow").await });
+    assert!(web.wait_for_in_flight(1, Duration::from_secs(5)).await);
+
+    proxy.send_sigterm().unwrap();
+
+    let status = proxy.wait_exit(Duration::from_secs(3)).await;
+    assert!(
+        status.is_ok(),
+        "still running 3s after SIGTERM with a 0.5s drain"
+    );
+    let outcome = tokio::time::timeout(Duration::from_secs(2), in_flight)
+        .await
+        .expect("the cut request ends for the client too")
+        .unwrap();
+    assert!(!matches!(&outcome, Ok(r) if r.status == 200), "{outcome:?}");
+}
