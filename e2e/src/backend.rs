@@ -95,6 +95,24 @@ impl Backend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding a backend on loopback");
+        Self::serve(name, listener)
+    }
+
+    /// Starts a backend on `addr`, e.g. where another one was just dropped (a restart);
+    /// retries binding for up to 2 s while the old socket closes.
+    pub async fn start_on(name: &str, addr: SocketAddr) -> Backend {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(e) if Instant::now() > deadline => panic!("binding {addr} again: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        Self::serve(name, listener)
+    }
+
+    fn serve(name: &str, listener: TcpListener) -> Backend {
         let addr = listener.local_addr().expect("a bound address");
         let state = Arc::new(State {
             name: name.to_owned(),

@@ -115,19 +115,23 @@ impl ToyIdentity {
     }
 }
 
-/// A tonic Identity client whose HTTP/2 connection goes to `proxy` (the proxy's outbound
-/// address) while its requests carry `:authority = authority`, as an application using the
-/// proxy would send them.
+/// A tonic channel whose HTTP/2 connection goes to `proxy` (the proxy's outbound address)
+/// while its requests carry `:authority = authority`, as an application using the proxy
+/// would send them. Any generated client can use it.
+pub async fn channel_via(proxy: SocketAddr, authority: &str) -> anyhow::Result<Channel> {
+    let origin: Uri = format!("http://{authority}").parse()?;
+    Ok(Endpoint::from_shared(format!("http://{proxy}"))?
+        .origin(origin)
+        .connect()
+        .await?)
+}
+
+/// A tonic Identity client reaching `authority` through `proxy` (see [`channel_via`]).
 pub async fn identity_client_via(
     proxy: SocketAddr,
     authority: &str,
 ) -> anyhow::Result<IdentityClient<Channel>> {
-    let origin: Uri = format!("http://{authority}").parse()?;
-    let channel = Endpoint::from_shared(format!("http://{proxy}"))?
-        .origin(origin)
-        .connect()
-        .await?;
-    Ok(IdentityClient::new(channel))
+    Ok(IdentityClient::new(channel_via(proxy, authority).await?))
 }
 
 /// A plain `Certify` request.

@@ -176,3 +176,43 @@ async fn ring_hash_on_the_source_ip_keeps_each_client_on_one_endpoint() {
     let used: BTreeSet<_> = by_client.values().flatten().collect();
     assert!(used.len() >= 2, "20 clients all went to {used:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_hash_on_a_cookie_keeps_each_session_on_one_endpoint() {
+    let e1 = Backend::start("e1").await;
+    let e2 = Backend::start("e2").await;
+    let e3 = Backend::start("e3").await;
+    let proxy = start(mk_balanced(
+        &[&e1, &e2, &e3],
+        Some(json!({"ring_hash": {"cookie": "session"}})),
+    ))
+    .await;
+
+    let replies = load(proxy.outbound, 200, 10, |i| {
+        request(Method::GET, WEB, "/")
+            .header(
+                "cookie",
+                format!("theme=dark; session=s{}; lang=en", i % 20),
+            )
+            .body(empty())
+            .unwrap()
+    })
+    .await;
+
+    let mut by_session: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    for (i, r) in replies.iter().enumerate() {
+        by_session
+            .entry(i % 20)
+            .or_default()
+            .insert(r.as_ref().unwrap().text());
+    }
+    for (session, endpoints) in &by_session {
+        assert_eq!(
+            endpoints.len(),
+            1,
+            "session s{session} went to {endpoints:?}"
+        );
+    }
+    let used: BTreeSet<_> = by_session.values().flatten().collect();
+    assert!(used.len() >= 2, "20 sessions all went to {used:?}");
+}

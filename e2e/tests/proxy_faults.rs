@@ -231,3 +231,31 @@ async fn a_rate_limit_on_a_route_limits_only_that_route() {
     assert!(with_status(&limited, 429) >= 15, "{:?}", tally(&limited));
     assert_eq!(served_by(&free, "web"), 20, "{:?}", tally(&free));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirrored_post_carries_its_body_and_host() {
+    use http::Method;
+    use trellis_e2e::client::{full, request};
+    let a = Backend::start("backend-a").await;
+    let m = Backend::start("backend-m").await;
+    let proxy = start(mk_mirrored(&a, &m)).await;
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+
+    let reply = conn
+        .send(
+            request(Method::POST, WEB, "/orders")
+                .body(full("item=42"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(reply.text(), "backend-a");
+    assert!(m.wait_for_count(1, Duration::from_secs(3)).await);
+    let copy = &m.requests()[0];
+    assert_eq!(
+        (&copy.method, copy.path.as_str(), &copy.body[..]),
+        (&Method::POST, "/orders", &b"item=42"[..])
+    );
+    assert_eq!(copy.header("host").as_deref(), Some(WEB));
+}

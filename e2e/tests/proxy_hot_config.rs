@@ -212,3 +212,43 @@ async fn requests_keep_flowing_on_the_last_config_when_the_control_plane_dies() 
     expect_backend(&mut fresh, "backend-a").await;
     assert_eq!(proxy.get("/live").await.unwrap().status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_mounted_from_a_configmap_follows_the_symlink_swap() {
+    // Kubernetes updates a mounted ConfigMap by writing a new timestamped directory and
+    // atomically swapping the `..data` symlink the file's own symlink goes through.
+    let a = Backend::start("backend-a").await;
+    let b = Backend::start("backend-b").await;
+    let mount = tempfile::tempdir().unwrap();
+    let m = mount.path();
+    std::fs::create_dir(m.join("..2026_01_01_v1")).unwrap();
+    std::fs::write(
+        m.join("..2026_01_01_v1/proxy.yaml"),
+        yaml(&[mk_to("1", "a", &a)]),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..2026_01_01_v1", m.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/proxy.yaml", m.join("proxy.yaml")).unwrap();
+    let proxy = Proxy::builder()
+        .arg("--config")
+        .arg(m.join("proxy.yaml"))
+        .wait_ready(true)
+        .start()
+        .await
+        .unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    expect_backend(&mut conn, "backend-a").await;
+
+    std::fs::create_dir(m.join("..2026_01_02_v2")).unwrap();
+    std::fs::write(
+        m.join("..2026_01_02_v2/proxy.yaml"),
+        yaml(&[mk_to("2", "b", &b)]),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..2026_01_02_v2", m.join("..data_tmp")).unwrap();
+    std::fs::rename(m.join("..data_tmp"), m.join("..data")).unwrap();
+    std::fs::remove_dir_all(m.join("..2026_01_01_v1")).unwrap();
+
+    proxy.wait_for_versions(&["2".to_owned()]).await.unwrap();
+    expect_backend(&mut conn, "backend-b").await;
+}

@@ -9,11 +9,15 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_stream::wrappers::ReceiverStream;
 use trellis_e2e::backend::{Backend, TcpEcho};
 use trellis_e2e::client::{Http1Conn, Http2Conn, chunked, empty, full, get_request, request};
 use trellis_e2e::config::{Destination, backend, route, single, with, yaml};
-use trellis_e2e::grpc::{ToyIdentity, certify_request, identity_client_via};
+use trellis_e2e::control_plane::ControlPlane;
+use trellis_e2e::grpc::{ToyIdentity, certify_request, channel_via, identity_client_via};
 use trellis_e2e::proxy::Proxy;
+use trellis_proxy_api::v1::discovery_client::DiscoveryClient;
+use trellis_proxy_api::v1::{Ack, OutboundRequest, ack, outbound_request};
 
 const WEB: &str = "web.test";
 const IDENTITY: &str = "identity.test";
@@ -419,4 +423,117 @@ async fn a_grpc_call_is_retried_on_the_configured_codes() {
 
     assert!(response.is_ok(), "{response:?}");
     assert_eq!(identity.calls(), 3);
+}
+
+/// Opens `WatchOutbound` for `web.test` through the proxy to a control plane behind it
+/// (authority `cp.test`), and checks both directions of the stream carry messages while it
+/// stays open: the first config arrives, the ack reaches the server, a pushed version
+/// arrives.
+async fn bidi_stream_through(proxy: &Proxy, cp: &ControlPlane) {
+    let channel = channel_via(proxy.outbound, "cp.test").await.unwrap();
+    let mut client = DiscoveryClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(OutboundRequest {
+        target: Some(outbound_request::Target::Authority(WEB.into())),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut configs = tokio::time::timeout(
+        Duration::from_secs(3),
+        client.watch_outbound(ReceiverStream::new(rx)),
+    )
+    .await
+    .expect("the stream opens while the client keeps its side open")
+    .unwrap()
+    .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(3), configs.message())
+        .await
+        .expect("the first message arrives")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.version, "1");
+
+    tx.send(OutboundRequest {
+        ack: Some(Ack {
+            result: Some(ack::Result::Applied("1".into())),
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        cp.wait_for_applied("1", Duration::from_secs(3))
+            .await
+            .is_some(),
+        "a message from the client reaches the server mid-stream"
+    );
+    cp.set(
+        single(WEB, "x", &["127.0.0.1:9".parse().unwrap()])
+            .version("2")
+            .proto(),
+    );
+    let second = tokio::time::timeout(Duration::from_secs(3), configs.message())
+        .await
+        .expect("a later message from the server arrives mid-stream")
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.version, "2");
+}
+
+/// A control plane serving version 1 for `web.test`, and a proxy routing `cp.test` to it
+/// with these extra route fields.
+async fn control_plane_behind_proxy(route_fields: serde_json::Value) -> (ControlPlane, Proxy) {
+    let cp = ControlPlane::start().await;
+    cp.set(
+        single(WEB, "x", &["127.0.0.1:9".parse().unwrap()])
+            .version("1")
+            .proto(),
+    );
+    let mut r = route("default", &[("cp", 1)]);
+    for (k, v) in route_fields.as_object().expect("an object") {
+        r = with(r, k, v.clone());
+    }
+    let dest = Destination::new("cp.test")
+        .route(r)
+        .backend(backend("cp", &[cp.addr()]));
+    let proxy = Proxy::start(&yaml(&[dest])).await.unwrap();
+    (cp, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bidirectional_grpc_stream_flows_through_the_proxy() {
+    let (cp, proxy) = control_plane_behind_proxy(json!({})).await;
+    bidi_stream_through(&proxy, &cp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bidirectional_grpc_stream_flows_through_a_route_with_retries() {
+    let (cp, proxy) = control_plane_behind_proxy(json!({
+        "retry": {"attempts": 2, "retry_on": ["5xx"], "grpc_codes": [14]},
+    }))
+    .await;
+    bidi_stream_through(&proxy, &cp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bidirectional_grpc_stream_flows_through_a_mirrored_route() {
+    let shadow = Backend::start("shadow").await;
+    let cp = ControlPlane::start().await;
+    cp.set(
+        single(WEB, "x", &["127.0.0.1:9".parse().unwrap()])
+            .version("1")
+            .proto(),
+    );
+    let dest = Destination::new("cp.test")
+        .route(with(
+            route("default", &[("cp", 1)]),
+            "mirror",
+            json!({"backend": "shadow", "percent": 100}),
+        ))
+        .backend(backend("cp", &[cp.addr()]))
+        .backend(backend("shadow", &[shadow.addr()]));
+    let proxy = Proxy::start(&yaml(&[dest])).await.unwrap();
+
+    bidi_stream_through(&proxy, &cp).await;
 }

@@ -433,3 +433,25 @@ async fn with_every_endpoint_ejected_the_proxy_answers_503() {
     assert!(reply.is_proxy_answer(503), "{reply}");
     assert_eq!(bad.count(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_restarted_on_the_same_address_is_reached_again() {
+    let web = Backend::start("web-1").await;
+    let addr = web.addr();
+    let proxy = start(mk_dest(&[&web], json!({}), json!({}))).await;
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(conn.get(WEB, "/").await.unwrap().text(), "web-1");
+    }
+
+    drop(web);
+    let restarted = Backend::start_on("web-2", addr).await;
+
+    let reply = conn.get(WEB, "/").await.unwrap();
+    assert_eq!(
+        (reply.status.as_u16(), reply.text()),
+        (200, "web-2".into()),
+        "the pooled connection to the old process is not reused"
+    );
+    assert_eq!(restarted.count(), 1);
+}

@@ -164,3 +164,22 @@ async fn a_json_config_file_works_like_yaml() {
         (200, "backend-a".into())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_no_route_matches_gets_404_from_the_proxy() {
+    let a = Backend::start("backend-a").await;
+    let dest = Destination::new(WEB)
+        .route(with(
+            route("api", &[("a", 1)]),
+            "matches",
+            json!([{"path_regex": "/api/.*"}]),
+        ))
+        .backend(backend("a", &[a.addr()]));
+    let proxy = Proxy::start(&yaml(&[dest])).await.unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+
+    let reply = conn.get(WEB, "/elsewhere").await.unwrap();
+
+    assert!(reply.is_proxy_answer(404), "{reply}");
+    assert_eq!(a.count(), 0);
+}

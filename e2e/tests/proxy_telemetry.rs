@@ -340,3 +340,36 @@ async fn a_request_longer_than_the_drain_timeout_does_not_keep_the_proxy_alive()
         .unwrap();
     assert!(!matches!(&outcome, Ok(r) if r.status == 200), "{outcome:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_requests_are_counted_by_grpc_status() {
+    use trellis_e2e::grpc::{ToyIdentity, certify_request, identity_client_via};
+    let identity = ToyIdentity::start("identity-a").await;
+    let proxy = Proxy::start(&yaml(&[single("identity.test", "svc", &[identity.addr()])]))
+        .await
+        .unwrap();
+    let mut client = identity_client_via(proxy.outbound, "identity.test")
+        .await
+        .unwrap();
+    identity.fail_with(tonic::Code::NotFound, "no such workload");
+    assert!(client.certify(certify_request()).await.is_err());
+    identity.succeed();
+    assert!(client.certify(certify_request()).await.is_ok());
+
+    let m = proxy.metrics().await.unwrap();
+
+    let count = |grpc_status: &str, classification: &str| {
+        metrics::sum(
+            &m,
+            "trellis_requests_total",
+            &[
+                ("direction", "outbound"),
+                ("backend", "svc"),
+                ("grpc_status", grpc_status),
+                ("classification", classification),
+            ],
+        )
+    };
+    assert_eq!(count("5", "failure"), 1.0, "{m}");
+    assert_eq!(count("0", "success"), 1.0, "{m}");
+}
