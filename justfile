@@ -25,3 +25,9 @@ fmt:
 
 lint:
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Load benchmark: direct vs trellis-proxy vs HAProxy, open loop (docs/benchmarks.md).
+# `just bench --quick` for a short run. e2e/bench/run.sh also installs HAProxy if missing.
+bench *args:
+    cargo build --release -p trellis-proxy -p trellis-bench
+    cargo run --release -p trellis-bench -- {{args}}

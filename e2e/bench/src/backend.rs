@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -16,6 +17,14 @@ use hyper_util::rt::TokioIo;
 
 /// Size of every response body.
 pub const BODY_LEN: usize = 1024;
+
+/// Connections the backend has accepted so far: shows how well a proxy reuses its
+/// connections to the backend.
+pub static ACCEPTED: AtomicU64 = AtomicU64::new(0);
+
+pub fn accepted() -> u64 {
+    ACCEPTED.load(Ordering::Relaxed)
+}
 
 /// Starts the backend on `addr` (port 0 picks one) in a background thread and returns the
 /// bound address. The thread lives as long as the process.
@@ -45,6 +54,7 @@ async fn serve(listener: tokio::net::TcpListener) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        ACCEPTED.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let body = body.clone();
         tokio::spawn(async move {

@@ -78,6 +78,9 @@ pub struct Outcome {
     pub achieved_rps: f64,
     /// CPU seconds each watched process used inside the window, per wall second (cores).
     pub cpu_cores: Vec<Option<f64>>,
+    /// CPU the rest of the machine used in the window (cores): everything busy on every CPU
+    /// minus the watched processes.
+    pub other_cpu_cores: Option<f64>,
 }
 
 struct Shared {
@@ -260,17 +263,23 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
     let cpu = tokio::spawn(async move {
         tokio::time::sleep_until(win_start.into()).await;
         let t0 = Instant::now();
+        let machine_before = crate::sys::machine_busy_seconds().ok();
         let before: Vec<Option<f64>> = watch
             .iter()
             .map(|&p| crate::sys::cpu_seconds(p).ok())
             .collect();
         tokio::time::sleep_until(win_end.into()).await;
         let wall = t0.elapsed().as_secs_f64();
-        watch
+        let cores: Vec<Option<f64>> = watch
             .iter()
             .zip(before)
             .map(|(&p, b)| Some((crate::sys::cpu_seconds(p).ok()? - b?) / wall))
-            .collect::<Vec<_>>()
+            .collect();
+        let machine = crate::sys::machine_busy_seconds()
+            .ok()
+            .zip(machine_before)
+            .map(|(after, before)| (after - before) / wall);
+        (cores, machine)
     });
 
     if plan.rate.is_none() {
@@ -314,7 +323,12 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
             }
         }
     }
-    let cpu_cores = cpu.await.context("cpu sampler")?;
+    let (cpu_cores, machine_cores) = cpu.await.context("cpu sampler")?;
+    // Whatever else ran on the machine meanwhile (another build, say) disturbs the figures.
+    let other_cpu_cores = machine_cores.map(|m| {
+        let ours: f64 = cpu_cores.iter().flatten().sum();
+        (m - ours).max(0.0)
+    });
 
     let window_secs = plan.duration.as_secs_f64();
     let take = |m: &StdMutex<Histogram<u64>>| {
@@ -329,6 +343,7 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
         incomplete,
         achieved_rps: shared.in_window.load(Ordering::Relaxed) as f64 / window_secs,
         cpu_cores,
+        other_cpu_cores,
     })
 }
 

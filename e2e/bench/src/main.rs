@@ -99,6 +99,10 @@ struct RunArgs {
     /// CPU the load generator and backend are pinned to.
     #[arg(long, default_value_t = 0)]
     loadgen_cpu: usize,
+    /// Before each measurement, wait up to this many seconds for other processes to leave
+    /// the CPUs idle (0: do not wait).
+    #[arg(long, default_value_t = 30.0)]
+    quiet_wait: f64,
     /// Do not pin anything.
     #[arg(long)]
     no_pin: bool,
@@ -150,6 +154,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()?)
 }
+
+/// Other processes using more CPU than this during a measurement make it noisy.
+const NOISY_CORES: f64 = 0.05;
+/// Busy cores below which the machine counts as idle before a measurement.
+const QUIET_CORES: f64 = 0.05;
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
@@ -322,6 +331,17 @@ fn run(mut args: RunArgs) -> Result<ExitCode> {
     println!("{}", report.meta.pinning);
     println!();
     print!("{}", report::table(&report));
+    let noisiest = report
+        .cells
+        .iter()
+        .filter_map(|c| c.other_cpu_cores)
+        .fold(0.0_f64, f64::max);
+    if noisiest > NOISY_CORES {
+        println!(
+            "NOTE: other processes used up to {noisiest:.2} cores during the measurements: \
+             tail latencies and CPU figures are disturbed; rerun on a quiet machine."
+        );
+    }
     if !report.max_throughput.is_empty() {
         println!();
         println!(
@@ -370,12 +390,13 @@ async fn measure_all(
             } else {
                 format!("[{rate:.0} req/s] {kind}")
             };
+            wait_quiet(args.quiet_wait, &tag).await;
             eprintln!("{tag}: running...");
             match open_loop_round(args, kind, rate, per_round, env, me).await {
-                Ok((out, mem)) => {
+                Ok((out, mem, conns)) => {
                     let p = Percentiles::of(&out.latency);
                     eprintln!(
-                        "{tag}: {:.0} req/s, p50 {} p99 {} p99.9 {}{}{}{}",
+                        "{tag}: {:.0} req/s, p50 {} p99 {} p99.9 {}{}{}{}{}",
                         out.achieved_rps,
                         report::us(p.p50),
                         report::us(p.p99),
@@ -392,6 +413,11 @@ async fn measure_all(
                             ", peak RSS {:.1} MiB",
                             m.peak_rss_kib as f64 / 1024.0
                         )),
+                        match out.other_cpu_cores {
+                            Some(o) if o > NOISY_CORES =>
+                                format!("; WARNING: other processes used {o:.2} cores meanwhile"),
+                            _ => String::new(),
+                        },
                         if out.bad_status + out.errors + out.incomplete > 0 {
                             format!(
                                 ", {} non-200, {} errors, {} lost",
@@ -401,7 +427,7 @@ async fn measure_all(
                             String::new()
                         },
                     );
-                    acc.add(&out, mem);
+                    acc.add(&out, mem, conns);
                 }
                 Err(e) => {
                     let e = format!("{e:#}");
@@ -425,6 +451,7 @@ async fn measure_all(
             let m = match broken.get(&kind) {
                 Some(e) => max_failed(kind, e.clone()),
                 None => {
+                    wait_quiet(args.quiet_wait, &format!("[max] {kind}")).await;
                     eprintln!("[max] {kind}: closed loop, {}s...", args.max_duration);
                     match max_cell(args, kind, env, me).await {
                         Ok(m) => {
@@ -450,12 +477,44 @@ async fn measure_all(
     Ok((cells, maxes))
 }
 
+/// Waits (up to `max_secs`) until the rest of the machine is idle: other processes busy on
+/// the CPUs make tail latencies and CPU figures meaningless.
+async fn wait_quiet(max_secs: f64, tag: &str) {
+    let deadline = std::time::Instant::now() + secs(max_secs);
+    let mut told = false;
+    loop {
+        let Ok(before) = sys::machine_busy_seconds() else {
+            return;
+        };
+        let t0 = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Ok(after) = sys::machine_busy_seconds() else {
+            return;
+        };
+        let busy = (after - before) / t0.elapsed().as_secs_f64();
+        if busy <= QUIET_CORES {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            eprintln!("{tag}: machine still busy ({busy:.2} cores); measuring anyway");
+            return;
+        }
+        if !told {
+            eprintln!(
+                "{tag}: other processes use {busy:.2} cores; waiting up to {max_secs}s for quiet..."
+            );
+            told = true;
+        }
+    }
+}
+
 /// One (target, rate) cell summed over its rounds: histograms merged, CPU and throughput
 /// averaged, peak RSS the highest seen.
 struct Acc {
     kind: Kind,
     rate: f64,
     rounds: u32,
+    backend_conns: u64,
     latency: hdrhistogram::Histogram<u64>,
     send_delay: hdrhistogram::Histogram<u64>,
     ok: u64,
@@ -465,6 +524,7 @@ struct Acc {
     rps_sum: f64,
     proxy_cpu_sum: Option<f64>,
     loadgen_cpu_sum: Option<f64>,
+    other_cpu_sum: Option<f64>,
     mem: Option<sys::Memory>,
 }
 
@@ -474,6 +534,7 @@ impl Acc {
             kind,
             rate,
             rounds: 0,
+            backend_conns: 0,
             latency: load::new_histogram(),
             send_delay: load::new_histogram(),
             ok: 0,
@@ -483,17 +544,19 @@ impl Acc {
             rps_sum: 0.0,
             proxy_cpu_sum: None,
             loadgen_cpu_sum: None,
+            other_cpu_sum: None,
             mem: None,
         }
     }
 
-    fn add(&mut self, out: &load::Outcome, mem: Option<sys::Memory>) {
+    fn add(&mut self, out: &load::Outcome, mem: Option<sys::Memory>, backend_conns: u64) {
         fn sum(acc: &mut Option<f64>, v: Option<f64>) {
             if let Some(v) = v {
                 *acc = Some(acc.unwrap_or(0.0) + v);
             }
         }
         self.rounds += 1;
+        self.backend_conns += backend_conns;
         let _ = self.latency.add(&out.latency);
         let _ = self.send_delay.add(&out.send_delay);
         self.ok += out.ok;
@@ -509,6 +572,7 @@ impl Acc {
             &mut self.proxy_cpu_sum,
             out.cpu_cores.get(1).copied().flatten(),
         );
+        sum(&mut self.other_cpu_sum, out.other_cpu_cores);
         if let Some(m) = mem {
             let peak = self.mem.map_or(0, |p| p.peak_rss_kib).max(m.peak_rss_kib);
             self.mem = Some(sys::Memory {
@@ -539,6 +603,8 @@ impl Acc {
                 .filter(|_| achieved_rps > 0.0)
                 .map(|c| c / (achieved_rps / 1000.0)),
             loadgen_cpu_cores: self.loadgen_cpu_sum.map(|c| c / n),
+            other_cpu_cores: self.other_cpu_sum.map(|c| c / n),
+            backend_conns: self.backend_conns as f64 / n,
             peak_rss_mib: self.mem.map(|m| m.peak_rss_kib as f64 / 1024.0),
             rss_mib: self.mem.map(|m| m.rss_kib as f64 / 1024.0),
         }
@@ -566,7 +632,8 @@ async fn open_loop_round(
     duration: Duration,
     env: &targets::Env,
     me: u32,
-) -> Result<(load::Outcome, Option<sys::Memory>)> {
+) -> Result<(load::Outcome, Option<sys::Memory>, u64)> {
+    let accepted_before = backend::accepted();
     let target = targets::start(kind, env).await?;
     let mut watch = vec![me];
     watch.extend(target.pid);
@@ -581,8 +648,9 @@ async fn open_loop_round(
     };
     let out = load::run(&plan).await;
     let mem = target.pid.map(sys::memory).transpose();
+    let backend_conns = backend::accepted() - accepted_before;
     target.stop().await;
-    Ok((out?, mem?))
+    Ok((out?, mem?, backend_conns))
 }
 
 async fn max_cell(args: &RunArgs, kind: Kind, env: &targets::Env, me: u32) -> Result<MaxCell> {

@@ -67,6 +67,10 @@ pub struct Cell {
     pub proxy_cpu_per_1k: Option<f64>,
     /// CPU of this process (load generator and backend) in the window (cores).
     pub loadgen_cpu_cores: Option<f64>,
+    /// CPU used by everything else on the machine during the window (cores): noise.
+    pub other_cpu_cores: Option<f64>,
+    /// Connections the backend accepted per round (load generator's or proxy's).
+    pub backend_conns: f64,
     /// Proxy's VmHWM after the cell (the proxy is started fresh for every cell).
     pub peak_rss_mib: Option<f64>,
     /// Proxy's VmRSS at the end of the cell.
@@ -90,6 +94,8 @@ impl Cell {
             proxy_cpu_cores: None,
             proxy_cpu_per_1k: None,
             loadgen_cpu_cores: None,
+            other_cpu_cores: None,
+            backend_conns: 0.0,
             peak_rss_mib: None,
             rss_mib: None,
         }
@@ -323,6 +329,14 @@ pub fn table(report: &Report) -> String {
         (
             "loadgen+backend CPU",
             Box::new(|c| opt(c.loadgen_cpu_cores, |v| format!("{v:.3}"))),
+        ),
+        (
+            "backend conns opened",
+            Box::new(|c| format!("{:.0}", c.backend_conns)),
+        ),
+        (
+            "other CPU on machine",
+            Box::new(|c| opt(c.other_cpu_cores, |v| format!("{v:.3}"))),
         ),
         (
             "loadgen send lag p99",

@@ -84,6 +84,24 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / clk_tck())
 }
 
+/// CPU seconds the whole machine has spent busy (user, nice, system, irq, softirq; all CPUs)
+/// since boot, from the first line of `/proc/stat`.
+pub fn machine_busy_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("no cpu line in /proc/stat")?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse::<f64>().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let at = |i: usize| v.get(i).copied().unwrap_or(0.0);
+    Ok((at(0) + at(1) + at(2) + at(5) + at(6)) / clk_tck())
+}
+
 /// Memory of a process, from `/proc/PID/status`, in KiB.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Memory {
