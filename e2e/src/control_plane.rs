@@ -217,6 +217,14 @@ impl ControlPlane {
         tx.send_replace(Some(config));
     }
 
+    /// Serves `config` to proxies watching `watched`, whatever authority the config itself
+    /// names: how a control plane answers an alias (`web`) with the canonical destination
+    /// (`web.shop.svc.cluster.local`).
+    pub fn set_for(&self, watched: &str, config: OutboundConfig) {
+        let tx = self.shared.channel(watched);
+        tx.send_replace(Some(config));
+    }
+
     /// Every ack and NACK received, in order.
     pub fn acks(&self) -> Vec<ReceivedAck> {
         self.shared.acks.lock().unwrap().clone()

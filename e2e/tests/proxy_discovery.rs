@@ -145,3 +145,48 @@ async fn the_proxy_watches_again_when_the_control_plane_comes_back() {
     );
     assert_eq!(conn.get(WEB, "/").await.unwrap().text(), "backend-b");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_answers_an_alias_with_the_canonical_destination() {
+    let a = Backend::start("backend-a").await;
+    let cp = ControlPlane::start().await;
+    cp.set_for(
+        "web",
+        single("web.shop.svc.cluster.local", "a", &[a.addr()]).proto(),
+    );
+    let proxy = with_control_plane(&cp).start().await.unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+
+    let reply = conn.get("web", "/").await.unwrap();
+
+    assert_eq!(
+        (reply.status.as_u16(), reply.text()),
+        (200, "backend-a".into())
+    );
+    assert_eq!(cp.subscriptions(), ["web"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_config_that_is_refused_answers_503_with_the_reason_at_once() {
+    let cp = ControlPlane::start().await;
+    let invalid = trellis_e2e::config::Destination::new(WEB)
+        .route(trellis_e2e::config::route("default", &[("missing", 1)]));
+    cp.set(invalid.proto());
+    let proxy = with_control_plane(&cp).start().await.unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+
+    let started = Instant::now();
+    let reply = conn.get(WEB, "/").await.unwrap();
+
+    assert!(reply.is_proxy_answer(503), "{reply}");
+    assert!(
+        reply.text().contains("routes[0].backends[0].backend"),
+        "{reply}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered after {:?}, not at once (discovery timeout 3s)",
+        started.elapsed()
+    );
+    assert!(cp.wait_for_rejected("1", WAIT).await.is_some());
+}

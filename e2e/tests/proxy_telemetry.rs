@@ -373,3 +373,31 @@ async fn grpc_requests_are_counted_by_grpc_status() {
     assert_eq!(count("5", "failure"), 1.0, "{m}");
     assert_eq!(count("0", "success"), 1.0, "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_http2_stream_in_flight_finish_and_refuses_new_streams() {
+    use trellis_e2e::client::Http2Conn;
+    let web = Backend::slow("web", Duration::from_millis(500)).await;
+    let mut proxy = Proxy::start(&yaml(&[single(WEB, "web", &[web.addr()])]))
+        .await
+        .unwrap();
+    let conn = Http2Conn::connect(proxy.outbound).await.unwrap();
+    let mut first = conn.clone();
+    let in_flight = tokio::spawn(async move { first.get(WEB, "/slow").await });
+    assert!(web.wait_for_in_flight(1, Duration::from_secs(5)).await);
+
+    proxy.send_sigterm().unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let mut late = conn.clone();
+    let refused = late.get(WEB, "/late").await;
+    assert!(
+        refused.is_err(),
+        "a new stream after GOAWAY was served: {refused:?}"
+    );
+    let reply = in_flight.await.unwrap().unwrap();
+    assert_eq!((reply.status.as_u16(), reply.text()), (200, "web".into()));
+    let status = proxy.wait_exit(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert_eq!(web.count(), 1);
+}
