@@ -4,6 +4,8 @@
 //! name as the body (`backend-a`) and an `x-backend` header, records every request it
 //! receives, and can be scripted while the test runs: a fixed delay, a sequence of statuses
 //! for the next requests, a status for every request, holding requests until released.
+//! The status [`RESET`] (0) means no answer at all: the connection is dropped (a crashed
+//! process, a reset).
 //!
 //! Some paths behave differently:
 //! - `/echo...`: the response body is the request body.
@@ -32,6 +34,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+
+/// The scripted "status" that drops the connection instead of answering.
+pub const RESET: u16 = 0;
 
 /// A request as the backend received it.
 #[derive(Clone, Debug)]
@@ -282,7 +287,7 @@ async fn handle(
     state: Arc<State>,
     peer: SocketAddr,
     mut req: Request<Incoming>,
-) -> Result<Response<ResponseBody>, Infallible> {
+) -> Result<Response<ResponseBody>, Box<dyn std::error::Error + Send + Sync>> {
     let at = Instant::now();
     state.arrived.fetch_add(1, Ordering::SeqCst);
     state.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -350,6 +355,10 @@ async fn handle(
     let _ = held.wait_for(|h| !*h).await;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    if status == RESET {
+        // An error from the service makes hyper drop the connection without an answer.
+        return Err("scripted reset".into());
     }
     let response_body = if path.starts_with("/echo") {
         full_body(body)

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::{Value, json};
-use trellis_e2e::backend::Backend;
+use trellis_e2e::backend::{Backend, RESET};
 use trellis_e2e::client::{Http1Conn, full, get_request, load, request, tally, with_status};
 use trellis_e2e::config::{Destination, backend, route, with, yaml};
 use trellis_e2e::metrics;
@@ -454,4 +454,87 @@ async fn a_backend_restarted_on_the_same_address_is_reached_again() {
         "the pooled connection to the old process is not reused"
     );
     assert_eq!(restarted.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_reset_gets_502_and_is_retried_with_retry_on_reset() {
+    let web = Backend::start("web").await;
+    let plain = mk_dest(&[&web], json!({}), json!({}));
+    let proxy = start(plain).await;
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    web.push_statuses([RESET]);
+
+    let reply = conn.get(WEB, "/").await.unwrap();
+
+    assert!(reply.is_proxy_answer(502), "{reply}");
+
+    let retried = mk_dest(
+        &[&web],
+        json!({"retry": {"attempts": 2, "retry_on": ["reset"]}}),
+        json!({}),
+    )
+    .version("2");
+    proxy.rewrite_config(&yaml(&[retried])).await.unwrap();
+    web.push_statuses([RESET]);
+
+    let reply = conn.get(WEB, "/").await.unwrap();
+
+    assert_eq!((reply.status.as_u16(), reply.text()), (200, "web".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_refusing_connections_is_ejected_after_consecutive_failures() {
+    let good = Backend::start("good").await;
+    let dead = trellis_e2e::backend::refusing_addr();
+    let dest = Destination::new(WEB)
+        .route(route("default", &[("web", 1)]))
+        .backend(with(
+            with(
+                backend("web", &[dead, good.addr()]),
+                "balancer",
+                json!({"round_robin": {}}),
+            ),
+            "circuit_breaker",
+            json!({"consecutive_failures": 3, "base_ejection_time": "10s"}),
+        ));
+    let proxy = start(dest).await;
+
+    let replies = load(proxy.outbound, 60, 1, |_| get_request(WEB, "/")).await;
+
+    let counts = tally(&replies);
+    assert_eq!(counts.get("502").copied().unwrap_or(0), 3, "{counts:?}");
+    assert_eq!(
+        counts.get("200 good").copied().unwrap_or(0),
+        57,
+        "{counts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_client_abandons_frees_its_concurrency_slot() {
+    let web = Backend::start("web").await;
+    web.hold();
+    let proxy = start(mk_dest(
+        &[&web],
+        json!({}),
+        json!({"circuit_breaker": {"max_concurrent_requests": 1}}),
+    ))
+    .await;
+    let mut abandoned = Http1Conn::connect(proxy.outbound).await.unwrap();
+    let request = tokio::spawn(async move { abandoned.get(WEB, "/abandoned").await });
+    assert!(web.wait_for_in_flight(1, Duration::from_secs(5)).await);
+
+    request.abort(); // the client goes away, closing its connection
+    let _ = request.await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    let next = tokio::spawn(async move { conn.get(WEB, "/next").await });
+    assert!(
+        web.wait_for_count(2, Duration::from_secs(3)).await,
+        "the next request never reached the backend"
+    );
+    web.release();
+    let reply = next.await.unwrap().unwrap();
+    assert_eq!((reply.status.as_u16(), reply.text()), (200, "web".into()));
 }
