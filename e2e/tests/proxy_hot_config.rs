@@ -252,3 +252,106 @@ async fn a_config_mounted_from_a_configmap_follows_the_symlink_swap() {
     proxy.wait_for_versions(&["2".to_owned()]).await.unwrap();
     expect_backend(&mut conn, "backend-b").await;
 }
+
+/// `web.test`, version `version`, split between `a` and `b` by these weights.
+fn mk_canary(version: &str, a: &Backend, weight_a: u32, b: &Backend, weight_b: u32) -> Destination {
+    Destination::new(WEB)
+        .version(version)
+        .route(trellis_e2e::config::route(
+            "rollout",
+            &[("a", weight_a), ("b", weight_b)],
+        ))
+        .backend(trellis_e2e::config::backend("a", &[a.addr()]))
+        .backend(trellis_e2e::config::backend("b", &[b.addr()]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_rollout_under_load_drops_no_request() {
+    let a = Backend::start("backend-a").await;
+    let b = Backend::start("backend-b").await;
+    let proxy = Proxy::start(&yaml(&[mk_canary("1", &a, 100, &b, 0)]))
+        .await
+        .unwrap();
+    let outbound = proxy.outbound;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let stop = stop.clone();
+        clients.push(tokio::spawn(async move {
+            let mut conn = Http1Conn::connect(outbound).await.unwrap();
+            let mut failures = Vec::new();
+            let mut sent = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                sent += 1;
+                match conn.get(WEB, "/").await {
+                    Ok(r) if r.status == 200 => {}
+                    other => failures.push(format!("{other:?}")),
+                }
+            }
+            (sent, failures)
+        }));
+    }
+
+    for (version, weight_a, weight_b) in [("2", 90, 10), ("3", 50, 50), ("4", 0, 100)] {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        proxy
+            .rewrite_config(&yaml(&[mk_canary(version, &a, weight_a, &b, weight_b)]))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let b_before = b.count();
+    let a_before = a.count();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut sent = 0;
+    for c in clients {
+        let (n, failures) = c.await.unwrap();
+        sent += n;
+        assert!(
+            failures.is_empty(),
+            "failed during the rollout: {failures:?}"
+        );
+    }
+    assert!(sent > 100, "only {sent} requests sent");
+    assert!(b.count() > b_before, "the rollout ends on backend-b");
+    assert_eq!(a.count(), a_before, "at 0/100 backend-a gets nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_pushes_from_the_control_plane_end_on_the_last_version() {
+    let a = Backend::start("backend-a").await;
+    let b = Backend::start("backend-b").await;
+    let cp = ControlPlane::start().await;
+    cp.set(mk_canary("1", &a, 100, &b, 0).proto());
+    let proxy = Proxy::builder()
+        .control_plane(&cp.url())
+        .start()
+        .await
+        .unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    expect_backend(&mut conn, "backend-a").await;
+
+    for v in 2..=20u32 {
+        let (wa, wb) = if v == 20 {
+            (0, 100)
+        } else {
+            (100 - v * 5, v * 5)
+        };
+        cp.set(mk_canary(&v.to_string(), &a, wa, &b, wb).proto());
+        let reply = conn.get(WEB, "/").await.unwrap();
+        assert_eq!(reply.status, 200, "{reply}");
+    }
+
+    assert!(
+        cp.wait_for_applied("20", ACK_TIMEOUT).await.is_some(),
+        "{:?}",
+        cp.acks().last()
+    );
+    for _ in 0..10 {
+        expect_backend(&mut conn, "backend-b").await;
+    }
+    let dump = proxy.config_dump().await.unwrap();
+    assert!(trellis_e2e::config::mentions_version(&dump, "20"), "{dump}");
+}
