@@ -190,3 +190,24 @@ async fn a_first_config_that_is_refused_answers_503_with_the_reason_at_once() {
     );
     assert!(cp.wait_for_rejected("1", WAIT).await.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_503_with_the_reason_while_the_control_plane_is_unreachable() {
+    let nowhere = trellis_e2e::backend::refusing_addr();
+    let proxy = Proxy::builder()
+        .control_plane(&format!("http://{nowhere}"))
+        .arg("--discovery-timeout")
+        .arg("0.5s")
+        .start()
+        .await
+        .unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+
+    let reply = conn.get(WEB, "/").await.unwrap();
+    let ready = proxy.get("/ready").await.unwrap();
+
+    assert!(reply.is_proxy_answer(503), "{reply}");
+    assert_eq!(ready.status, 503, "{ready}");
+    assert!(!ready.text().trim().is_empty(), "/ready gives its reason");
+    assert_eq!(proxy.get("/live").await.unwrap().status, 200);
+}

@@ -355,3 +355,41 @@ async fn rapid_pushes_from_the_control_plane_end_on_the_last_version() {
     let dump = proxy.config_dump().await.unwrap();
     assert!(trellis_e2e::config::mentions_version(&dump, "20"), "{dump}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelt_field_is_refused_naming_it_rather_than_ignored() {
+    let a = Backend::start("backend-a").await;
+    let proxy = Proxy::start(&yaml(&[mk_to("1", "a", &a)])).await.unwrap();
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+    let typo = trellis_e2e::config::with(
+        trellis_e2e::config::route("default", &[("a", 1)]),
+        "retyr",
+        json!({"attempts": 3}),
+    );
+    let dest = Destination::new(WEB)
+        .version("2")
+        .route(typo)
+        .backend(trellis_e2e::config::backend("a", &[a.addr()]));
+
+    proxy.replace_config_file(&yaml(&[dest])).unwrap();
+
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = proxy.get("/config").await.unwrap().text();
+        if shown.contains("retyr") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(shown.contains("routes[0].retyr"), "{shown}");
+    let doc: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert!(
+        trellis_e2e::config::mentions_version(&doc["outbound"], "1"),
+        "{shown}"
+    );
+    assert!(
+        !trellis_e2e::config::mentions_version(&doc["outbound"], "2"),
+        "{shown}"
+    );
+    expect_backend(&mut conn, "backend-a").await;
+}

@@ -538,3 +538,36 @@ async fn a_request_the_client_abandons_frees_its_concurrency_slot() {
     let reply = next.await.unwrap().unwrap();
     assert_eq!((reply.status.as_u16(), reply.text()), (200, "web".into()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_timeout_bounds_all_retries_together() {
+    let web = Backend::slow("web", Duration::from_secs(3)).await;
+    let proxy = start(mk_dest(
+        &[&web],
+        json!({
+            "timeout": "0.5s",
+            "retry": {
+                "attempts": 5,
+                "per_try_timeout": "0.2s",
+                "retry_on": ["5xx", "gateway-error", "reset"],
+            },
+        }),
+        json!({}),
+    ))
+    .await;
+    let mut conn = Http1Conn::connect(proxy.outbound).await.unwrap();
+
+    let reply = conn.get(WEB, "/").await.unwrap();
+
+    assert!(reply.is_proxy_answer(504), "{reply}");
+    assert!(
+        reply.elapsed < Duration::from_millis(1500),
+        "five 0.2s tries under a 0.5s route timeout took {:?}",
+        reply.elapsed
+    );
+    assert!(
+        (2..=3).contains(&web.count()),
+        "tries sent within 0.5s: {}",
+        web.count()
+    );
+}
