@@ -78,6 +78,10 @@ pub struct Outcome {
     pub achieved_rps: f64,
     /// CPU seconds each watched process used inside the window, per wall second (cores).
     pub cpu_cores: Vec<Option<f64>>,
+    /// Length of the measured window, seconds.
+    pub window_secs: f64,
+    /// Voluntary context switches of each watched process inside the window.
+    pub switches: Vec<Option<u64>>,
     /// CPU the rest of the machine used in the window (cores): everything busy on every CPU
     /// minus the watched processes.
     pub other_cpu_cores: Option<f64>,
@@ -268,6 +272,10 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
             .iter()
             .map(|&p| crate::sys::cpu_seconds(p).ok())
             .collect();
+        let switches_before: Vec<Option<u64>> = watch
+            .iter()
+            .map(|&p| crate::sys::voluntary_switches(p).ok())
+            .collect();
         tokio::time::sleep_until(win_end.into()).await;
         let wall = t0.elapsed().as_secs_f64();
         let cores: Vec<Option<f64>> = watch
@@ -275,11 +283,16 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
             .zip(before)
             .map(|(&p, b)| Some((crate::sys::cpu_seconds(p).ok()? - b?) / wall))
             .collect();
+        let switches: Vec<Option<u64>> = watch
+            .iter()
+            .zip(switches_before)
+            .map(|(&p, b)| Some(crate::sys::voluntary_switches(p).ok()?.saturating_sub(b?)))
+            .collect();
         let machine = crate::sys::machine_busy_seconds()
             .ok()
             .zip(machine_before)
             .map(|(after, before)| (after - before) / wall);
-        (cores, machine)
+        (cores, switches, machine)
     });
 
     if plan.rate.is_none() {
@@ -323,7 +336,7 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
             }
         }
     }
-    let (cpu_cores, machine_cores) = cpu.await.context("cpu sampler")?;
+    let (cpu_cores, switches, machine_cores) = cpu.await.context("cpu sampler")?;
     // Whatever else ran on the machine meanwhile (another build, say) disturbs the figures.
     let other_cpu_cores = machine_cores.map(|m| {
         let ours: f64 = cpu_cores.iter().flatten().sum();
@@ -342,7 +355,9 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
         errors: shared.errors.load(Ordering::Relaxed),
         incomplete,
         achieved_rps: shared.in_window.load(Ordering::Relaxed) as f64 / window_secs,
+        window_secs,
         cpu_cores,
+        switches,
         other_cpu_cores,
     })
 }

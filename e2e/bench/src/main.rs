@@ -525,6 +525,7 @@ struct Acc {
     proxy_cpu_sum: Option<f64>,
     loadgen_cpu_sum: Option<f64>,
     other_cpu_sum: Option<f64>,
+    wakeups_sum: Option<f64>,
     mem: Option<sys::Memory>,
 }
 
@@ -545,6 +546,7 @@ impl Acc {
             proxy_cpu_sum: None,
             loadgen_cpu_sum: None,
             other_cpu_sum: None,
+            wakeups_sum: None,
             mem: None,
         }
     }
@@ -573,6 +575,17 @@ impl Acc {
             out.cpu_cores.get(1).copied().flatten(),
         );
         sum(&mut self.other_cpu_sum, out.other_cpu_cores);
+        // Wakeups per answer inside the window.
+        let answers = out.achieved_rps * out.window_secs;
+        sum(
+            &mut self.wakeups_sum,
+            out.switches
+                .get(1)
+                .copied()
+                .flatten()
+                .filter(|_| answers > 0.0)
+                .map(|w| w as f64 / answers),
+        );
         if let Some(m) = mem {
             let peak = self.mem.map_or(0, |p| p.peak_rss_kib).max(m.peak_rss_kib);
             self.mem = Some(sys::Memory {
@@ -604,6 +617,7 @@ impl Acc {
                 .map(|c| c / (achieved_rps / 1000.0)),
             loadgen_cpu_cores: self.loadgen_cpu_sum.map(|c| c / n),
             other_cpu_cores: self.other_cpu_sum.map(|c| c / n),
+            proxy_wakeups_per_req: self.wakeups_sum.map(|w| w / n),
             backend_conns: self.backend_conns as f64 / n,
             peak_rss_mib: self.mem.map(|m| m.peak_rss_kib as f64 / 1024.0),
             rss_mib: self.mem.map(|m| m.rss_kib as f64 / 1024.0),

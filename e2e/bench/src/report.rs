@@ -65,6 +65,8 @@ pub struct Cell {
     pub proxy_cpu_cores: Option<f64>,
     /// `proxy_cpu_cores` per 1,000 req/s achieved.
     pub proxy_cpu_per_1k: Option<f64>,
+    /// Voluntary context switches (sleeps, so wakeups) of the proxy per answer.
+    pub proxy_wakeups_per_req: Option<f64>,
     /// CPU of this process (load generator and backend) in the window (cores).
     pub loadgen_cpu_cores: Option<f64>,
     /// CPU used by everything else on the machine during the window (cores): noise.
@@ -95,6 +97,7 @@ impl Cell {
             proxy_cpu_per_1k: None,
             loadgen_cpu_cores: None,
             other_cpu_cores: None,
+            proxy_wakeups_per_req: None,
             backend_conns: 0.0,
             peak_rss_mib: None,
             rss_mib: None,
@@ -321,6 +324,10 @@ pub fn table(report: &Report) -> String {
         (
             "proxy CPU per 1k req/s",
             Box::new(|c| opt(c.proxy_cpu_per_1k, |v| format!("{v:.4}"))),
+        ),
+        (
+            "proxy wakeups per req",
+            Box::new(|c| opt(c.proxy_wakeups_per_req, |v| format!("{v:.2}"))),
         ),
         (
             "proxy peak RSS (MiB)",

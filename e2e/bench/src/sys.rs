@@ -102,6 +102,21 @@ pub fn machine_busy_seconds() -> Result<f64> {
     Ok((at(0) + at(1) + at(2) + at(5) + at(6)) / clk_tck())
 }
 
+/// Voluntary context switches of all threads of `pid` so far (each one is the process
+/// going to sleep, so roughly the number of times it was woken).
+pub fn voluntary_switches(pid: u32) -> Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let status = std::fs::read_to_string(task?.path().join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok(total)
+}
+
 /// Memory of a process, from `/proc/PID/status`, in KiB.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Memory {
