@@ -57,11 +57,23 @@ pub struct Snapshot {
 impl Snapshot {
     /// The destination for an authority as a request wrote it: exactly, then without port.
     pub fn lookup(&self, authority: &str) -> Option<&Arc<Destination>> {
-        let key = authority.to_ascii_lowercase();
+        let key = normalize(authority);
         self.outbound.get(&key).or_else(|| {
             let host = strip_port(&key)?;
             self.outbound.get(host)
         })
+    }
+}
+
+/// Lower case, without the trailing dot of a fully qualified name (`web.shop.` or
+/// `web.shop.:80`).
+pub fn normalize(authority: &str) -> String {
+    let lower = authority.to_ascii_lowercase();
+    match lower.rsplit_once(':') {
+        Some((host, port)) if host.ends_with('.') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{}:{port}", host.trim_end_matches('.'))
+        }
+        _ => lower.trim_end_matches('.').to_owned(),
     }
 }
 
@@ -125,7 +137,7 @@ impl Store {
             return Some(dest.clone());
         }
         let subscribe = self.inner.on_demand.get()?;
-        let key = authority.to_ascii_lowercase();
+        let key = normalize(authority);
         let mut rx = self.watch();
         let _ = subscribe.send(key.clone());
         let found = tokio::time::timeout(
@@ -145,7 +157,7 @@ impl Store {
 
     /// Validates and applies one destination's config; on error the previous one stays.
     pub fn apply(&self, authority: &str, source: api::OutboundConfig) -> Result<(), ConfigError> {
-        let key = authority.to_ascii_lowercase();
+        let key = normalize(authority);
         match Outbound::try_from(source.clone()) {
             Ok(config) => {
                 let dest = self.destination(config, source);
@@ -168,10 +180,7 @@ impl Store {
         let outbound = configs
             .into_iter()
             .map(|(authority, config, source)| {
-                (
-                    authority.to_ascii_lowercase(),
-                    self.destination(config, source),
-                )
+                (normalize(&authority), self.destination(config, source))
             })
             .collect();
         self.inner.tx.send_modify(|s| {
@@ -192,7 +201,7 @@ impl Store {
         self.inner.tx.send_modify(|s| {
             Arc::make_mut(s)
                 .rejected
-                .insert(authority.to_ascii_lowercase(), rejected);
+                .insert(normalize(authority), rejected);
         });
     }
 
@@ -263,6 +272,8 @@ mod tests {
         let s = store.snapshot();
         assert!(s.lookup("WEB.shop:8080").is_some());
         assert!(s.lookup("web.shop").is_some());
+        assert!(s.lookup("web.shop.").is_some(), "a fully qualified name");
+        assert!(s.lookup("web.shop.:80").is_some());
         assert!(s.lookup("web").is_none());
     }
 

@@ -48,9 +48,14 @@ pub fn parse(
     } else {
         serde_saphyr::from_str(text).map_err(|e| fail(format!("not YAML or JSON: {e}")))?
     };
+    let value = versions_as_text(value);
     let parsed: ConfigFile = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
+        let mut inner = e.into_inner().to_string();
+        let field = path.rsplit('.').next().unwrap_or_default();
+        if DURATION_FIELDS.contains(&field) {
+            inner.push_str("; durations are seconds with an `s`, e.g. \"0.5s\" or \"30s\"");
+        }
         if path == "." {
             fail(inner)
         } else {
@@ -79,6 +84,33 @@ pub fn parse(
         out.push((authority, config, source));
     }
     Ok(out)
+}
+
+/// Fields of the model that hold a `google.protobuf.Duration`.
+const DURATION_FIELDS: [&str; 9] = [
+    "timeout",
+    "per_try_timeout",
+    "base",
+    "max",
+    "window",
+    "delay",
+    "decay",
+    "base_ejection_time",
+    "max_ejection_time",
+];
+
+/// `version: 7` is meant as the text "7".
+fn versions_as_text(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(list) = value.get_mut("outbound").and_then(|o| o.as_array_mut()) {
+        for entry in list {
+            if let Some(v) = entry.get_mut("version")
+                && v.is_number()
+            {
+                *v = serde_json::Value::String(v.to_string());
+            }
+        }
+    }
+    value
 }
 
 /// A version derived from the content, so an edit shows as a new version on `/config`.
@@ -123,6 +155,26 @@ outbound:
         assert_eq!(route.timeout, Some(std::time::Duration::from_millis(1500)));
         assert_eq!(route.backends[0].1, 3);
         assert_eq!(route.backends[0].0.endpoints[0].address.port(), 8081);
+    }
+
+    #[test]
+    fn a_duration_in_the_wrong_form_says_how_to_write_it() {
+        let err = parse_str("outbound: [{authority: a, routes: [{name: r, timeout: 500ms}]}]")
+            .unwrap_err();
+        assert!(
+            err.starts_with("proxy.yaml: outbound[0].routes[0].timeout: "),
+            "{err}"
+        );
+        assert!(
+            err.ends_with("durations are seconds with an `s`, e.g. \"0.5s\" or \"30s\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_numeric_version_is_taken_as_text() {
+        let out = parse_str("outbound: [{authority: a, version: 7}]").unwrap();
+        assert_eq!(out[0].1.version, "7");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Mirror: a share of requests is copied to another backend. The copy is sent on its own
-//! task and its response is discarded, so the original never waits for it. Requests whose
-//! body is larger than 64 KiB are not copied (the original is never held back to buffer
-//! more).
+//! task and its response is discarded, so the original never waits for it. The copy's body
+//! is fed frame by frame as the original's is sent (never holding the original back); a
+//! copy whose body passes 64 KiB is abandoned.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use tower::layer::layer_fn;
 
 use super::{BackendChoice, Target, is_upgrade};
-use crate::body::{self, NotBuffered, Req, Rsp};
+use crate::body::{Copying, Req, Rsp};
 use crate::svc::{self, Http};
 use crate::telemetry::Metrics;
 
@@ -68,16 +68,8 @@ impl<S: Http, M: Http> MirrorService<S, M> {
             return svc::call(&self.inner, req).await;
         }
         let (parts, body) = req.into_parts();
-        let replay = match body::buffer(body, MAX_MIRRORED_BODY).await {
-            Ok(replay) => replay,
-            Err(NotBuffered::TooLarge(body)) => {
-                return svc::call(&self.inner, Req::from_parts(parts, body)).await;
-            }
-            Err(NotBuffered::Failed(_)) => {
-                return svc::call(&self.inner, Req::from_parts(parts, body::empty())).await;
-            }
-        };
-        let mut copy = Req::from_parts(parts.clone(), replay.body());
+        let (body, copy_body) = Copying::split(body, MAX_MIRRORED_BODY);
+        let mut copy = Req::from_parts(parts.clone(), copy_body);
         copy.extensions_mut().insert(BackendChoice(backend.clone()));
         self.metrics
             .mirrored
@@ -92,6 +84,6 @@ impl<S: Http, M: Http> MirrorService<S, M> {
             let rsp = svc::call(&send, copy).await;
             let _ = rsp.into_body().collect().await;
         });
-        svc::call(&self.inner, Req::from_parts(parts, replay.body())).await
+        svc::call(&self.inner, Req::from_parts(parts, body)).await
     }
 }

@@ -1,6 +1,8 @@
 //! Retry: a failed attempt is sent again, up to the route's attempt limit, when its outcome
 //! matches a retry condition, the retry budget has room and the request body could be kept
-//! for replay (bodies up to `max_replay_body_bytes`). Each attempt may have its own
+//! for replay: the first attempt streams the body while a copy of up to
+//! `max_replay_body_bytes` is kept, so streaming requests are never held back, and only a
+//! body sent in full within the bound is sent again. Each attempt may have its own
 //! timeout; attempts are spaced by a jittered exponential backoff.
 
 use std::collections::HashMap;
@@ -13,7 +15,7 @@ use tower::layer::layer_fn;
 use super::budget::Budget;
 use super::{Target, is_upgrade};
 use crate::answer::{Failure, answer_for, grpc, grpc_status_in_headers, is_grpc};
-use crate::body::{self, NotBuffered, Replay, Req, Rsp};
+use crate::body::{Recording, Replay, Req, Rsp};
 use crate::config::{Backoff, Retry, RetryOn};
 use crate::svc::{self, Http};
 use crate::telemetry::Metrics;
@@ -78,29 +80,19 @@ impl<S: Http> RetryService<S> {
         self.budgets
             .with(&target, &retry, |b| b.deposit(Instant::now()));
         let (parts, body) = req.into_parts();
-        let replay = match body::buffer(body, retry.max_replay_body_bytes).await {
-            Ok(replay) => replay,
-            Err(NotBuffered::TooLarge(body)) => {
-                skipped("body_too_large");
-                return self.attempt(Req::from_parts(parts, body), &retry).await;
-            }
-            Err(NotBuffered::Failed(e)) => {
-                let req = Req::from_parts(parts, body::empty());
-                return answer_for(
-                    is_grpc(&req),
-                    Failure::Reset,
-                    StatusCode::BAD_REQUEST,
-                    grpc::UNAVAILABLE,
-                    &format!("reading the request body failed: {e}"),
-                );
-            }
-        };
+        let (body, capture) = Recording::start(body, retry.max_replay_body_bytes);
+        let mut rsp = self
+            .attempt(Req::from_parts(parts.clone(), body), &retry)
+            .await;
         let mut attempt = 1;
-        loop {
-            let rsp = self.attempt(rebuild(&parts, &replay), &retry).await;
-            if attempt >= retry.attempts || !should_retry(&retry, &rsp) {
-                return rsp;
-            }
+        while attempt < retry.attempts && should_retry(&retry, &rsp) {
+            let replay = match capture.lock().expect("capture lock").replay() {
+                Ok(replay) => replay,
+                Err(why) => {
+                    skipped(why.as_str());
+                    return rsp;
+                }
+            };
             if !self
                 .budgets
                 .with(&target, &retry, |b| b.try_withdraw(Instant::now()))
@@ -115,7 +107,9 @@ impl<S: Http> RetryService<S> {
                 .with_label_values(&[&*target.authority, target.route.name.as_str()])
                 .inc();
             attempt += 1;
+            rsp = self.attempt(rebuild(&parts, &replay), &retry).await;
         }
+        rsp
     }
 
     async fn attempt(&self, req: Req, retry: &Retry) -> Rsp {
@@ -185,6 +179,7 @@ fn backoff(backoff: Backoff, attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body;
     use crate::config::RetryBudget;
 
     fn mk_retry(on: Vec<RetryOn>) -> Retry {

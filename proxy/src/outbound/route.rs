@@ -46,7 +46,7 @@ impl<S: Http> RouteService<S> {
         };
         let Some(dest) = self.store.resolve(&authority, self.wait).await else {
             let snapshot = self.store.snapshot();
-            let reason = match snapshot.rejected.get(&authority.to_ascii_lowercase()) {
+            let reason = match snapshot.rejected.get(&crate::store::normalize(&authority)) {
                 Some(r) => format!(
                     "no usable config for {authority}: version {} was refused: {}",
                     r.version, r.reason
