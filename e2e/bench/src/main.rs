@@ -103,6 +103,10 @@ struct RunArgs {
     /// the CPUs idle (0: do not wait).
     #[arg(long, default_value_t = 30.0)]
     quiet_wait: f64,
+    /// Measure a (target, rate) round again, up to this many times, when other processes used
+    /// more than 0.1 core while it ran.
+    #[arg(long, default_value_t = 2)]
+    noise_retries: usize,
     /// Do not pin anything.
     #[arg(long)]
     no_pin: bool,
@@ -157,6 +161,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Other processes using more CPU than this during a measurement make it noisy.
 const NOISY_CORES: f64 = 0.05;
+/// Other processes using more CPU than this during a measurement get it discarded and
+/// measured again (up to `--noise-retries` times).
+const RETRY_CORES: f64 = 0.1;
 /// Busy cores below which the machine counts as idle before a measurement.
 const QUIET_CORES: f64 = 0.05;
 
@@ -390,50 +397,31 @@ async fn measure_all(
             } else {
                 format!("[{rate:.0} req/s] {kind}")
             };
-            wait_quiet(args.quiet_wait, &tag).await;
-            eprintln!("{tag}: running...");
-            match open_loop_round(args, kind, rate, per_round, env, me).await {
-                Ok((out, mem, conns)) => {
-                    let p = Percentiles::of(&out.latency);
-                    eprintln!(
-                        "{tag}: {:.0} req/s, p50 {} p99 {} p99.9 {}{}{}{}{}",
-                        out.achieved_rps,
-                        report::us(p.p50),
-                        report::us(p.p99),
-                        report::us(p.p99_9),
-                        out.cpu_cores
-                            .get(1)
-                            .copied()
-                            .flatten()
-                            .map_or(String::new(), |c| format!(
-                                ", {:.4} cores/1k req/s",
-                                c / (out.achieved_rps / 1000.0)
-                            )),
-                        mem.map_or(String::new(), |m| format!(
-                            ", peak RSS {:.1} MiB",
-                            m.peak_rss_kib as f64 / 1024.0
-                        )),
-                        match out.other_cpu_cores {
-                            Some(o) if o > NOISY_CORES =>
-                                format!("; WARNING: other processes used {o:.2} cores meanwhile"),
-                            _ => String::new(),
-                        },
-                        if out.bad_status + out.errors + out.incomplete > 0 {
-                            format!(
-                                ", {} non-200, {} errors, {} lost",
-                                out.bad_status, out.errors, out.incomplete
-                            )
-                        } else {
-                            String::new()
-                        },
-                    );
-                    acc.add(&out, mem, conns);
+            let mut retries = args.noise_retries;
+            loop {
+                wait_quiet(args.quiet_wait, &tag).await;
+                eprintln!("{tag}: running...");
+                match open_loop_round(args, kind, rate, per_round, env, me).await {
+                    Ok((out, mem, conns)) => {
+                        let other = out.other_cpu_cores.unwrap_or(0.0);
+                        if other > RETRY_CORES && retries > 0 {
+                            retries -= 1;
+                            eprintln!(
+                                "{tag}: other processes used {other:.2} cores meanwhile: \
+                                 discarded, measuring again"
+                            );
+                            continue;
+                        }
+                        eprintln!("{tag}: {}", summary(&out, mem));
+                        acc.add(&out, mem, conns);
+                    }
+                    Err(e) => {
+                        let e = format!("{e:#}");
+                        eprintln!("{tag}: FAILED: {e}");
+                        broken.insert(kind, e);
+                    }
                 }
-                Err(e) => {
-                    let e = format!("{e:#}");
-                    eprintln!("{tag}: FAILED: {e}");
-                    broken.insert(kind, e);
-                }
+                break;
             }
         }
     }
@@ -475,6 +463,34 @@ async fn measure_all(
         }
     }
     Ok((cells, maxes))
+}
+
+/// One round's figures on one progress line.
+fn summary(out: &load::Outcome, mem: Option<sys::Memory>) -> String {
+    let p = Percentiles::of(&out.latency);
+    let mut line = format!(
+        "{:.0} req/s, p50 {} p99 {} p99.9 {}",
+        out.achieved_rps,
+        report::us(p.p50),
+        report::us(p.p99),
+        report::us(p.p99_9)
+    );
+    if let Some(c) = out.cpu_cores.get(1).copied().flatten() {
+        line += &format!(", {:.4} cores/1k req/s", c / (out.achieved_rps / 1000.0));
+    }
+    if let Some(m) = mem {
+        line += &format!(", peak RSS {:.1} MiB", m.peak_rss_kib as f64 / 1024.0);
+    }
+    if out.bad_status + out.errors + out.incomplete > 0 {
+        line += &format!(
+            ", {} non-200, {} errors, {} lost",
+            out.bad_status, out.errors, out.incomplete
+        );
+    }
+    if let Some(o) = out.other_cpu_cores.filter(|o| *o > NOISY_CORES) {
+        line += &format!("; WARNING: other processes used {o:.2} cores meanwhile");
+    }
+    line
 }
 
 /// Waits (up to `max_secs`) until the rest of the machine is idle: other processes busy on
