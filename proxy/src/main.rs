@@ -55,6 +55,10 @@ struct Args {
     /// How often the config file is checked for changes.
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = duration)]
     config_poll: Duration,
+    /// Threads serving traffic. 1 (the default, as a sidecar beside one app) runs everything
+    /// on one thread, which costs the least CPU per request; more spread load over cores.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
     /// How long connecting to an endpoint may take.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
     connect_timeout: Duration,
