@@ -383,3 +383,68 @@ fn pace(rate: f64, start: Instant, end: Instant, tx: &mpsc::UnboundedSender<Inst
         i += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(addr: SocketAddr, rate: Option<f64>) -> Plan {
+        Plan {
+            addr,
+            host: "backend.bench".into(),
+            connections: 4,
+            rate,
+            warmup: Duration::from_millis(100),
+            duration: Duration::from_millis(500),
+            watch: vec![std::process::id()],
+        }
+    }
+
+    #[tokio::test]
+    async fn open_loop_sends_the_scheduled_requests_and_records_them() {
+        let addr = crate::backend::spawn("127.0.0.1:0".parse().unwrap()).unwrap();
+        let out = run(&plan(addr, Some(200.0))).await.unwrap();
+        // 200 req/s over a 0.5 s window: 100 measured requests, the warm-up ones not counted.
+        assert_eq!(out.ok, 100, "{out:?}");
+        assert_eq!(out.bad_status + out.errors + out.incomplete, 0);
+        assert_eq!(out.latency.len(), 100);
+        assert!(out.latency.min() >= HIST_LOW_NS);
+        assert!(
+            out.achieved_rps > 100.0 && out.achieved_rps < 300.0,
+            "{out:?}"
+        );
+        assert!(out.cpu_cores[0].is_some());
+    }
+
+    #[tokio::test]
+    async fn closed_loop_counts_answers_in_the_window() {
+        let addr = crate::backend::spawn("127.0.0.1:0".parse().unwrap()).unwrap();
+        let out = run(&plan(addr, None)).await.unwrap();
+        assert!(out.ok > 100, "{out:?}");
+        assert_eq!(out.errors, 0);
+        assert!(out.achieved_rps > 200.0);
+    }
+
+    #[tokio::test]
+    async fn a_refused_target_is_an_error_before_the_clock_starts() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert!(run(&plan(free, Some(100.0))).await.is_err());
+    }
+
+    #[test]
+    fn the_pacer_emits_one_time_per_interval_up_to_the_end() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let start = Instant::now();
+        pace(1000.0, start, start + Duration::from_millis(50), &tx);
+        let mut times = Vec::new();
+        while let Ok(t) = rx.try_recv() {
+            times.push(t);
+        }
+        assert_eq!(times.len(), 50);
+        assert_eq!(times[1] - times[0], Duration::from_millis(1));
+        assert_eq!(times[49] - times[0], Duration::from_millis(49));
+    }
+}

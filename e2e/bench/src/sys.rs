@@ -156,3 +156,31 @@ pub fn machine(cpus: usize) -> String {
         .unwrap_or_default();
     format!("{cpus} x {model}, Linux {kernel}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cpu_time_memory_and_switches_of_this_process() {
+        let me = std::process::id();
+        // Burn a little CPU so the counter moves.
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(50) {
+            x = x.wrapping_add(1);
+        }
+        assert!(x > 0);
+        assert!(cpu_seconds(me).unwrap() > 0.0);
+        let mem = memory(me).unwrap();
+        assert!(mem.peak_rss_kib >= mem.rss_kib && mem.rss_kib > 0);
+        voluntary_switches(me).unwrap();
+        assert!(machine_busy_seconds().unwrap() > 0.0);
+    }
+
+    #[test]
+    fn a_missing_process_is_an_error() {
+        assert!(cpu_seconds(u32::MAX).is_err());
+        assert!(memory(u32::MAX).is_err());
+    }
+}

@@ -330,3 +330,21 @@ pub fn haproxy_version(bin: &Path) -> Option<String> {
         .next()
         .map(str::to_owned)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_point_at_the_backend() {
+        let backend: SocketAddr = "127.0.0.1:8123".parse().unwrap();
+        let yaml = trellis_config(backend);
+        assert!(yaml.contains("authority: backend.bench"));
+        assert!(yaml.contains("endpoints: [{address: {ip: 127.0.0.1, port: 8123}}]"));
+        let cfg = haproxy_config("127.0.0.1:9000".parse().unwrap(), backend);
+        assert!(cfg.contains("bind 127.0.0.1:9000"));
+        assert!(cfg.contains("server b1 127.0.0.1:8123"));
+        assert!(cfg.contains("nbthread 1"));
+        assert!(cfg.contains("http-reuse always"));
+    }
+}
