@@ -87,7 +87,8 @@ struct RunArgs {
     /// trellis-proxy binary [default: next to this binary, else $CARGO_TARGET_DIR/release].
     #[arg(long)]
     proxy_bin: Option<PathBuf>,
-    /// TOKIO_WORKER_THREADS for trellis-proxy (HAProxy runs `nbthread 1`).
+    /// Threads of trellis-proxy: `--threads` when the build has it, and TOKIO_WORKER_THREADS
+    /// (HAProxy runs `nbthread 1`).
     #[arg(long, default_value_t = 1)]
     proxy_workers: usize,
     /// HAProxy binary.

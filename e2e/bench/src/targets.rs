@@ -138,9 +138,13 @@ async fn start_trellis(env: &Env) -> Result<Running> {
         .args(["--outbound", "127.0.0.1:0"])
         .args(["--inbound", "127.0.0.1:0"])
         .args(["--admin", "127.0.0.1:0"])
+        // Older builds size their runtime from the environment only; newer ones take --threads.
         .env("TOKIO_WORKER_THREADS", env.proxy_workers.to_string())
         .stdout(Stdio::piped())
         .stderr(log);
+    if takes_threads_flag(&env.proxy_bin) {
+        cmd.arg("--threads").arg(env.proxy_workers.to_string());
+    }
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", env.proxy_bin.display()))?;
@@ -192,6 +196,14 @@ async fn start_trellis(env: &Env) -> Result<Running> {
         pid,
         child: Some(child),
     })
+}
+
+/// Whether this trellis-proxy build has the `--threads` flag.
+fn takes_threads_flag(bin: &Path) -> bool {
+    std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--threads"))
 }
 
 /// HAProxy doing the same single hop: HTTP mode, one frontend, one server, server-side
