@@ -5,6 +5,7 @@
 
 use std::error::Error as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, StatusCode, Version, header};
@@ -20,9 +21,13 @@ use crate::outbound::is_upgrade;
 #[derive(Clone, Copy, Debug)]
 pub struct EndpointAddr(pub SocketAddr);
 
-/// Pooled clients for both HTTP versions.
+/// Pooled clients for both HTTP versions. Cheap to clone (every layer above holds one).
 #[derive(Clone)]
 pub struct Connect {
+    clients: Arc<Clients>,
+}
+
+struct Clients {
     http1: Client<HttpConnector, Body>,
     http2: Client<HttpConnector, Body>,
 }
@@ -39,7 +44,9 @@ impl Connect {
             .http2_only(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
-        Self { http1, http2 }
+        Self {
+            clients: Arc::new(Clients { http1, http2 }),
+        }
     }
 
     pub async fn send(&self, mut req: Req) -> Rsp {
@@ -74,9 +81,9 @@ impl Connect {
         strip_hop_by_hop(req.headers_mut(), upgrade);
         let server_side = upgrade.then(|| hyper::upgrade::on(&mut req));
         let client = if req.version() == Version::HTTP_2 {
-            &self.http2
+            &self.clients.http2
         } else {
-            &self.http1
+            &self.clients.http1
         };
         match client.request(req).await {
             Ok(mut rsp) => {

@@ -6,6 +6,7 @@
 //! `tokio::sync::watch`, so a new config applies to the next request, on existing
 //! connections too, and no lock is held across an `.await`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -58,7 +59,7 @@ impl Snapshot {
     /// The destination for an authority as a request wrote it: exactly, then without port.
     pub fn lookup(&self, authority: &str) -> Option<&Arc<Destination>> {
         let key = normalize(authority);
-        self.outbound.get(&key).or_else(|| {
+        self.outbound.get(&*key).or_else(|| {
             let host = strip_port(&key)?;
             self.outbound.get(host)
         })
@@ -67,13 +68,19 @@ impl Snapshot {
 
 /// Lower case, without the trailing dot of a fully qualified name (`web.shop.` or
 /// `web.shop.:80`).
-pub fn normalize(authority: &str) -> String {
+pub fn normalize(authority: &str) -> Cow<'_, str> {
+    let plain = !authority.bytes().any(|b| b.is_ascii_uppercase())
+        && !authority.ends_with('.')
+        && !authority.contains(".:");
+    if plain {
+        return Cow::Borrowed(authority);
+    }
     let lower = authority.to_ascii_lowercase();
     match lower.rsplit_once(':') {
         Some((host, port)) if host.ends_with('.') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            format!("{}:{port}", host.trim_end_matches('.'))
+            Cow::Owned(format!("{}:{port}", host.trim_end_matches('.')))
         }
-        _ => lower.trim_end_matches('.').to_owned(),
+        _ => Cow::Owned(lower.trim_end_matches('.').to_owned()),
     }
 }
 
@@ -137,7 +144,7 @@ impl Store {
             return Some(dest.clone());
         }
         let subscribe = self.inner.on_demand.get()?;
-        let key = normalize(authority);
+        let key = normalize(authority).into_owned();
         let mut rx = self.watch();
         let _ = subscribe.send(key.clone());
         let found = tokio::time::timeout(
@@ -157,7 +164,7 @@ impl Store {
 
     /// Validates and applies one destination's config; on error the previous one stays.
     pub fn apply(&self, authority: &str, source: api::OutboundConfig) -> Result<(), ConfigError> {
-        let key = normalize(authority);
+        let key = normalize(authority).into_owned();
         match Outbound::try_from(source.clone()) {
             Ok(config) => {
                 let dest = self.destination(config, source);
@@ -180,7 +187,10 @@ impl Store {
         let outbound = configs
             .into_iter()
             .map(|(authority, config, source)| {
-                (normalize(&authority), self.destination(config, source))
+                (
+                    normalize(&authority).into_owned(),
+                    self.destination(config, source),
+                )
             })
             .collect();
         self.inner.tx.send_modify(|s| {
@@ -201,7 +211,7 @@ impl Store {
         self.inner.tx.send_modify(|s| {
             Arc::make_mut(s)
                 .rejected
-                .insert(normalize(authority), rejected);
+                .insert(normalize(authority).into_owned(), rejected);
         });
     }
 

@@ -129,7 +129,7 @@ impl Balance {
             .get::<Target>()
             .map_or_else(|| Arc::from(""), |t| t.authority.clone());
         let label = |endpoint| BackendLabel {
-            backend: backend.name.as_str().into(),
+            backend: backend.name.clone(),
             endpoint,
         };
         let state = self.state.backend(&authority, &backend.name);
@@ -208,7 +208,7 @@ impl Balance {
                 self.state
                     .metrics
                     .ejections
-                    .with_label_values(&[&*authority, backend.name.as_str(), &addr.to_string()])
+                    .with_label_values(&[&*authority, &*backend.name, &addr.to_string()])
                     .inc();
                 eprintln!(
                     "trellis-proxy: ejected endpoint {addr} of backend {} of {authority} for {time:?} after {} consecutive failures",

@@ -49,13 +49,13 @@ impl TryFrom<api::OutboundConfig> for Outbound {
         for (i, b) in config.backends.into_iter().enumerate() {
             let field = format!("backends[{i}]");
             let backend = backend(b, &field)?;
-            if backends.contains_key(&backend.name) {
+            if backends.contains_key(&*backend.name) {
                 return err(
                     format!("{field}.name"),
                     format!("duplicate backend {:?}", backend.name),
                 );
             }
-            backends.insert(backend.name.clone(), Arc::new(backend));
+            backends.insert(backend.name.to_string(), Arc::new(backend));
         }
         let routes = config
             .routes
@@ -65,7 +65,7 @@ impl TryFrom<api::OutboundConfig> for Outbound {
             .collect::<Result<Vec<_>>>()?;
         Ok(Outbound {
             version: config.version,
-            authority: config.authority,
+            authority: config.authority.into(),
             protocol: protocol(config.protocol, "protocol")?,
             routes,
             rate_limit: config
@@ -122,7 +122,7 @@ fn route(r: api::Route, field: &str, backends: &HashMap<String, Arc<Backend>>) -
         }
     };
     Ok(Route {
-        name: r.name,
+        name: r.name.into(),
         matches,
         backends: weighted,
         unavailable_reason: r.unavailable_reason,
@@ -252,7 +252,7 @@ fn backend(b: api::Backend, field: &str) -> Result<Backend> {
         .map(|cb| circuit_breaker(cb, &format!("{field}.circuit_breaker")))
         .transpose()?;
     Ok(Backend {
-        name: b.name,
+        name: b.name.into(),
         endpoints,
         balancer,
         circuit_breaker,

@@ -24,7 +24,8 @@ pub enum Protocol {
 #[derive(Clone, Debug)]
 pub struct Outbound {
     pub version: String,
-    pub authority: String,
+    /// Shared with metrics labels, so a request never copies it.
+    pub authority: Arc<str>,
     pub protocol: Protocol,
     /// In order: the first route whose matches hold takes the request.
     pub routes: Vec<Arc<Route>>,
@@ -33,7 +34,7 @@ pub struct Outbound {
 
 #[derive(Debug)]
 pub struct Route {
-    pub name: String,
+    pub name: Arc<str>,
     /// Any match selects the route; empty: every request.
     pub matches: Vec<HttpMatch>,
     /// Backends with weight > 0, with their weights.
@@ -73,7 +74,7 @@ impl HttpMatch {
 
 #[derive(Debug)]
 pub struct Backend {
-    pub name: String,
+    pub name: Arc<str>,
     pub endpoints: Vec<Endpoint>,
     pub balancer: Balancer,
     pub circuit_breaker: Option<CircuitBreaker>,

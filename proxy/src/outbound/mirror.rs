@@ -73,11 +73,7 @@ impl<S: Http, M: Http> MirrorService<S, M> {
         copy.extensions_mut().insert(BackendChoice(backend.clone()));
         self.metrics
             .mirrored
-            .with_label_values(&[
-                &*target.authority,
-                target.route.name.as_str(),
-                backend.name.as_str(),
-            ])
+            .with_label_values(&[&*target.authority, &*target.route.name, &*backend.name])
             .inc();
         let send = self.send.clone();
         tokio::spawn(async move {

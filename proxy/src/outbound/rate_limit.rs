@@ -52,7 +52,7 @@ impl<S: Http> RateLimitService<S> {
         if let Some(target) = req.extensions().get::<Target>() {
             let limits = [
                 (None, target.outbound.rate_limit),
-                (Some(target.route.name.as_str()), target.route.rate_limit),
+                (Some(&*target.route.name), target.route.rate_limit),
             ];
             for (route, limit) in limits {
                 let Some(limit) = limit else { continue };

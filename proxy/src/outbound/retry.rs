@@ -37,10 +37,7 @@ struct Budgets(Arc<Mutex<HashMap<RouteKey, Budget>>>);
 
 impl Budgets {
     fn with<T>(&self, target: &Target, retry: &Retry, f: impl FnOnce(&mut Budget) -> T) -> T {
-        let key = (
-            target.authority.clone(),
-            Arc::from(target.route.name.as_str()),
-        );
+        let key = (target.authority.clone(), target.route.name.clone());
         let now = Instant::now();
         let mut map = self.0.lock().expect("budget lock");
         let budget = map
@@ -74,7 +71,7 @@ impl<S: Http> RetryService<S> {
         let skipped = |reason: &str| {
             self.metrics
                 .retries_skipped
-                .with_label_values(&[&*target.authority, target.route.name.as_str(), reason])
+                .with_label_values(&[&*target.authority, &*target.route.name, reason])
                 .inc();
         };
         self.budgets
@@ -104,7 +101,7 @@ impl<S: Http> RetryService<S> {
             tokio::time::sleep(backoff(retry.backoff, attempt)).await;
             self.metrics
                 .retries
-                .with_label_values(&[&*target.authority, target.route.name.as_str()])
+                .with_label_values(&[&*target.authority, &*target.route.name])
                 .inc();
             attempt += 1;
             rsp = self.attempt(rebuild(&parts, &replay), &retry).await;

@@ -46,7 +46,7 @@ impl<S: Http> RouteService<S> {
         };
         let Some(dest) = self.store.resolve(&authority, self.wait).await else {
             let snapshot = self.store.snapshot();
-            let reason = match snapshot.rejected.get(&crate::store::normalize(&authority)) {
+            let reason = match snapshot.rejected.get(&*crate::store::normalize(&authority)) {
                 Some(r) => format!(
                     "no usable config for {authority}: version {} was refused: {}",
                     r.version, r.reason
@@ -86,11 +86,11 @@ impl<S: Http> RouteService<S> {
         let label: Arc<str> = if outbound.authority.is_empty() {
             authority.as_str().into()
         } else {
-            outbound.authority.as_str().into()
+            outbound.authority.clone()
         };
         let route_label = RouteLabel {
             authority: label.clone(),
-            route: route.name.as_str().into(),
+            route: route.name.clone(),
         };
         req.extensions_mut().insert(Target {
             authority: label,

@@ -52,7 +52,7 @@ fn a_split_keeps_its_weights_and_drops_zero_weight_backends() {
         Outbound::try_from(mk_config(vec![mk_route(&[("web-v1", 90), ("web-v2", 0)])])).unwrap();
     let route = &out.routes[0];
     assert_eq!(route.backends.len(), 1);
-    assert_eq!(route.backends[0].0.name, "web-v1");
+    assert_eq!(&*route.backends[0].0.name, "web-v1");
     assert_eq!(route.backends[0].1, 90);
     assert_eq!(
         route.backends[0].0.balancer,
