@@ -26,12 +26,23 @@ impl<T> Http for T where
 {
 }
 
-/// Implements `tower::Service<Req>` for a layer struct with an `inner` field, from an
-/// `async fn handle(self, req) -> Rsp` method taking an owned clone.
+/// Implements `tower::Service<Req>` for a service type from its
+/// `async fn handle(self, req) -> Rsp` method (called on an owned clone):
+/// `http_service!(Layer)` for `Layer<S>`, `http_service!(Layer<S, M>)` for two inner
+/// services, `http_service!(plain Type)` for a service with no inner one.
 #[macro_export]
 macro_rules! http_service {
+    (plain $name:ident) => {
+        $crate::http_service!(@impl [] $name);
+    };
+    ($name:ident<S, M>) => {
+        $crate::http_service!(@impl [S: $crate::svc::Http, M: $crate::svc::Http] $name<S, M>);
+    };
     ($name:ident) => {
-        impl<S: $crate::svc::Http> tower::Service<$crate::body::Req> for $name<S> {
+        $crate::http_service!(@impl [S: $crate::svc::Http] $name<S>);
+    };
+    (@impl [$($bounds:tt)*] $ty:ty) => {
+        impl<$($bounds)*> tower::Service<$crate::body::Req> for $ty {
             type Response = $crate::body::Rsp;
             type Error = std::convert::Infallible;
             type Future = $crate::svc::BoxFut;

@@ -258,23 +258,7 @@ fn may_eject(already: usize, total: usize, ratio: f64) -> bool {
     already < cap
 }
 
-impl tower::Service<Req> for Balance {
-    type Response = Rsp;
-    type Error = std::convert::Infallible;
-    type Future = crate::svc::BoxFut;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Req) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(this.handle(req).await) })
-    }
-}
+crate::http_service!(plain Balance);
 
 #[cfg(test)]
 mod tests {

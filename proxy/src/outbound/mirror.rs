@@ -35,23 +35,7 @@ pub struct MirrorService<S, M> {
     metrics: Arc<Metrics>,
 }
 
-impl<S: Http, M: Http> tower::Service<Req> for MirrorService<S, M> {
-    type Response = Rsp;
-    type Error = std::convert::Infallible;
-    type Future = crate::svc::BoxFut;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Req) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(this.handle(req).await) })
-    }
-}
+crate::http_service!(MirrorService<S, M>);
 
 impl<S: Http, M: Http> MirrorService<S, M> {
     async fn handle(self, req: Req) -> Rsp {

@@ -14,7 +14,7 @@ use tower::layer::layer_fn;
 
 use super::budget::Budget;
 use super::{Target, is_upgrade};
-use crate::answer::{Failure, answer_for, grpc, grpc_status_in_headers, is_grpc};
+use crate::answer::{Failure, grpc_status_in_headers};
 use crate::body::{Recording, Replay, Req, Rsp};
 use crate::config::{Backoff, Retry, RetryOn};
 use crate::svc::{self, Http};
@@ -113,17 +113,7 @@ impl<S: Http> RetryService<S> {
         let Some(per_try) = retry.per_try_timeout else {
             return svc::call(&self.inner, req).await;
         };
-        let grpc_req = is_grpc(&req);
-        match tokio::time::timeout(per_try, svc::call(&self.inner, req)).await {
-            Ok(rsp) => rsp,
-            Err(_) => answer_for(
-                grpc_req,
-                Failure::Timeout,
-                StatusCode::GATEWAY_TIMEOUT,
-                grpc::DEADLINE_EXCEEDED,
-                &format!("attempt timed out after {per_try:?}"),
-            ),
-        }
+        super::timeout::within(per_try, "attempt", &self.inner, req).await
     }
 }
 

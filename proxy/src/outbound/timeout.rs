@@ -1,6 +1,8 @@
 //! Timeout: the whole request, retries included, must get its response headers in time;
 //! otherwise 504 (gRPC `DEADLINE_EXCEEDED`).
 
+use std::time::Duration;
+
 use http::StatusCode;
 use tower::layer::layer_fn;
 
@@ -29,16 +31,22 @@ impl<S: Http> TimeoutService<S> {
         let Some(timeout) = timeout else {
             return svc::call(&self.inner, req).await;
         };
-        let grpc_req = is_grpc(&req);
-        match tokio::time::timeout(timeout, svc::call(&self.inner, req)).await {
-            Ok(rsp) => rsp,
-            Err(_) => answer_for(
-                grpc_req,
-                Failure::Timeout,
-                StatusCode::GATEWAY_TIMEOUT,
-                grpc::DEADLINE_EXCEEDED,
-                &format!("request timed out after {timeout:?}"),
-            ),
-        }
+        within(timeout, "request", &self.inner, req).await
+    }
+}
+
+/// `inner`'s answer to `req` if it comes within `limit`, else a 504 (gRPC
+/// `DEADLINE_EXCEEDED`) saying that `what` (`request`, `attempt`) timed out.
+pub async fn within<S: Http>(limit: Duration, what: &str, inner: &S, req: Req) -> Rsp {
+    let grpc_req = is_grpc(&req);
+    match tokio::time::timeout(limit, svc::call(inner, req)).await {
+        Ok(rsp) => rsp,
+        Err(_) => answer_for(
+            grpc_req,
+            Failure::Timeout,
+            StatusCode::GATEWAY_TIMEOUT,
+            grpc::DEADLINE_EXCEEDED,
+            &format!("{what} timed out after {limit:?}"),
+        ),
     }
 }
