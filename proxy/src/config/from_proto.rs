@@ -20,9 +20,9 @@ pub struct ConfigError {
     pub message: String,
 }
 
-type Result<T> = std::result::Result<T, ConfigError>;
+pub(super) type Result<T> = std::result::Result<T, ConfigError>;
 
-fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T> {
+pub(super) fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T> {
     Err(ConfigError {
         field: field.into(),
         message: message.into(),
@@ -76,7 +76,7 @@ impl TryFrom<api::OutboundConfig> for Outbound {
     }
 }
 
-fn protocol(value: i32, field: &str) -> Result<Protocol> {
+pub(super) fn protocol(value: i32, field: &str) -> Result<Protocol> {
     Ok(match api::ProtocolHint::try_from(value) {
         Ok(api::ProtocolHint::Unspecified) => Protocol::Detect,
         Ok(api::ProtocolHint::Http1) => Protocol::Http1,
@@ -146,7 +146,7 @@ fn route(r: api::Route, field: &str, backends: &HashMap<String, Arc<Backend>>) -
     })
 }
 
-fn http_match(m: api::HttpMatch, field: &str) -> Result<HttpMatch> {
+pub(super) fn http_match(m: api::HttpMatch, field: &str) -> Result<HttpMatch> {
     let path = match m.path_regex.as_str() {
         "" => None,
         re => Some(anchored(
@@ -404,7 +404,7 @@ fn fault(f: api::Fault, field: &str) -> Result<Fault> {
     Ok(Fault { delay, abort })
 }
 
-fn rate_limit(r: api::RateLimit, field: &str) -> Result<RateLimit> {
+pub(super) fn rate_limit(r: api::RateLimit, field: &str) -> Result<RateLimit> {
     if r.requests_per_second == 0 {
         return err(format!("{field}.requests_per_second"), "must be at least 1");
     }
