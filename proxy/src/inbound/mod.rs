@@ -4,7 +4,9 @@
 //! telemetry -> forward (to the app's port) -> connect
 //! ```
 //!
-//! Authorization and inbound policy arrive as layers between telemetry and forward.
+//! - [`authorize`]: the decision, a pure function of policy, port, client and request.
+
+pub mod authorize;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
