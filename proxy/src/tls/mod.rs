@@ -1,0 +1,157 @@
+//! mTLS between proxies: SPIFFE identities, a certificate authority, and the rustls configs
+//! both ends use.
+//!
+//! ```text
+//! client proxy --TLS 1.3, ALPN "trellis.dev/mtls/1", client cert--> server proxy
+//!   verifies: chain -> trusted roots        verifies: chain -> trusted roots
+//!             leaf SPIFFE id == expected              reads the client's SPIFFE id
+//! ```
+//!
+//! [`Tls`] holds the credentials in force; [`Tls::update`] swaps in renewed certificates or
+//! rotated roots for new handshakes while connections already open keep theirs.
+
+mod ca;
+mod credentials;
+mod spiffe;
+mod verify;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, ServerConfig};
+
+pub use ca::{Ca, IssuedPem};
+pub use credentials::{Credentials, leaf_identity};
+pub use spiffe::{NotSpiffe, SpiffeId};
+pub use verify::{IdentityMismatch, SpiffeServerVerifier};
+
+/// The ALPN protocol meshed peers offer: it tells a proxy's mTLS apart from an app's own
+/// TLS arriving at the same port.
+pub const ALPN: &[u8] = b"trellis.dev/mtls/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{what}: {message}")]
+    Pem { what: &'static str, message: String },
+    #[error("{file}: {message}")]
+    File { file: String, message: String },
+    #[error(
+        "the certificate carries no SPIFFE id (URI SAN spiffe://<trust-domain>/ns/<ns>/sa/<sa>)"
+    )]
+    NoIdentity,
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("TLS configuration: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+impl TlsError {
+    fn pem(what: &'static str, message: impl std::fmt::Display) -> Self {
+        TlsError::Pem {
+            what,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The credentials in force and the configs built from them.
+pub struct Tls {
+    state: RwLock<State>,
+}
+
+struct State {
+    credentials: Arc<Credentials>,
+    server: Arc<ServerConfig>,
+    clients: HashMap<SpiffeId, Arc<ClientConfig>>,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl Tls {
+    pub fn new(credentials: Credentials) -> Result<Self, TlsError> {
+        Ok(Self {
+            state: RwLock::new(State::new(credentials)?),
+        })
+    }
+
+    /// Puts renewed credentials (or rotated roots) in force for new handshakes.
+    pub fn update(&self, credentials: Credentials) -> Result<(), TlsError> {
+        let state = State::new(credentials)?;
+        *self.state.write().expect("tls lock") = state;
+        Ok(())
+    }
+
+    pub fn identity(&self) -> SpiffeId {
+        self.state
+            .read()
+            .expect("tls lock")
+            .credentials
+            .identity
+            .clone()
+    }
+
+    pub fn credentials(&self) -> Arc<Credentials> {
+        self.state.read().expect("tls lock").credentials.clone()
+    }
+
+    /// The server side: requires a client certificate from the trusted roots.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.state.read().expect("tls lock").server.clone()
+    }
+
+    /// The client side towards an endpoint that must prove `expected`.
+    pub fn client_config(&self, expected: &SpiffeId) -> Result<Arc<ClientConfig>, TlsError> {
+        if let Some(c) = self.state.read().expect("tls lock").clients.get(expected) {
+            return Ok(c.clone());
+        }
+        let mut state = self.state.write().expect("tls lock");
+        let config = Arc::new(client_config(&state.credentials, expected)?);
+        state.clients.insert(expected.clone(), config.clone());
+        Ok(config)
+    }
+}
+
+impl State {
+    fn new(credentials: Credentials) -> Result<Self, TlsError> {
+        let server = Arc::new(server_config(&credentials)?);
+        Ok(Self {
+            credentials: Arc::new(credentials),
+            server,
+            clients: HashMap::new(),
+        })
+    }
+}
+
+fn server_config(c: &Credentials) -> Result<ServerConfig, TlsError> {
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(c.roots.clone(), provider()).build()?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(c.chain.clone(), c.key.clone_key())?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(config)
+}
+
+fn client_config(c: &Credentials, expected: &SpiffeId) -> Result<ClientConfig, TlsError> {
+    let verifier = Arc::new(SpiffeServerVerifier::new(c.roots.clone(), expected.clone()));
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(c.chain.clone(), c.key.clone_key())?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(config)
+}
+
+/// The SPIFFE id of the peer of an established connection, from its certificate.
+pub fn peer_identity(conn: &rustls::CommonState) -> Option<SpiffeId> {
+    let leaf = conn.peer_certificates()?.first()?;
+    leaf_identity(leaf).ok().map(|(id, _)| id)
+}
+
+#[cfg(test)]
+mod tests;
