@@ -15,6 +15,7 @@
 //! - [`outbound`], [`inbound`]: the HTTP stacks, one tower layer per module.
 //! - [`balance`], [`connect`]: endpoint choice and ejection; pooled HTTP/1.1 and HTTP/2.
 //! - [`listen`]: listeners and protocol detection; [`admin`]; [`telemetry`].
+//! - [`init`]: `trellis-proxy init`, the iptables rules of transparent interception.
 
 pub mod admin;
 pub mod answer;
@@ -25,6 +26,7 @@ pub mod config;
 pub mod connect;
 pub mod discovery;
 pub mod inbound;
+pub mod init;
 pub mod listen;
 pub mod outbound;
 pub mod source_file;

@@ -13,7 +13,10 @@ use trellis_proxy_api::{ports, v1 as api};
 /// traffic, from a static config file or the control plane's Discovery API.
 #[derive(Debug, Parser)]
 #[command(name = "trellis-proxy", version, about, after_help = EXAMPLES)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Static config file (YAML or JSON of the trellis.proxy.v1 model); re-read on change.
     #[arg(
         long,
@@ -64,11 +67,19 @@ struct Args {
     connect_timeout: Duration,
 }
 
+/// Subcommands; without one the proxy runs.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Install iptables rules in this network namespace that send TCP through the proxy.
+    Init(trellis_proxy::init::InitArgs),
+}
+
 const EXAMPLES: &str = "\
 Examples:
   trellis-proxy --config proxy.yaml
   trellis-proxy --control-plane http://127.0.0.1:8090 --workload shop/web
   trellis-proxy --config proxy.yaml --outbound 127.0.0.1:0 --admin 127.0.0.1:0   # free ports
+  trellis-proxy init && setpriv --reuid 2102 --regid 2102 --clear-groups trellis-proxy --config proxy.yaml
 
 Once listening it prints: trellis-proxy listening outbound=ADDR inbound=ADDR admin=ADDR
 The config file format, answers and metrics are described in docs/proxy.md.";
@@ -108,6 +119,9 @@ fn workload(text: &str) -> Result<api::Workload, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Init(init)) = &args.command {
+        return trellis_proxy::init::main(init);
+    }
     let source = match (&args.config, &args.control_plane) {
         (Some(path), _) => Source::File {
             path: path.clone(),

@@ -76,3 +76,43 @@ fn the_proxy_reports_its_version() {
         format!("trellis-proxy {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn init_dry_run_prints_the_rules_and_changes_nothing() {
+    let out = proxy()
+        .args([
+            "init",
+            "--dry-run",
+            "--skip-outbound-ports",
+            "25,3306-3307",
+            "--skip-inbound-ports",
+            "22",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for rule in [
+        "-A TRELLIS_OUTPUT -m owner --uid-owner 2102 -j RETURN",
+        "-A TRELLIS_OUTPUT -p tcp --dport 3306:3307 -j RETURN",
+        "-A TRELLIS_PREROUTING -p tcp --dport 22 -j RETURN",
+        "-A TRELLIS_OUTBOUND -p tcp -j REDIRECT --to-ports 4140",
+    ] {
+        assert!(stdout.contains(rule), "{rule} missing from:\n{stdout}");
+    }
+}
+
+#[test]
+fn init_refuses_a_bad_port_and_run_flags() {
+    let out = proxy()
+        .args(["init", "--skip-inbound-ports", "ssh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a port"));
+    let out = proxy()
+        .args(["--config", "x.yaml", "init", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "run flags and init do not mix");
+}
