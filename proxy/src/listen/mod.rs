@@ -3,8 +3,12 @@
 //!
 //! ```text
 //! accept -> count -> detect -> HTTP/1.1 | HTTP/2 -> stack (outbound::stack | inbound::stack)
-//!                           -> opaque -> forward to the opaque target (inbound: the app)
+//!                           -> opaque -> forward to the opaque target (inbound: the app;
+//!                                        outbound: the original destination, if intercepted)
 //! ```
+//!
+//! A connection redirected by iptables (`trellis-proxy init`) carries its original
+//! destination ([`original_dst`]), put on each of its requests as [`OriginalDst`].
 //!
 //! On shutdown the accept loop stops at once; connections in flight are told to finish
 //! (HTTP/1 closes after the current response, HTTP/2 sends GOAWAY), and [`Drain`] tells
@@ -12,6 +16,7 @@
 
 mod detect;
 mod io;
+mod original_dst;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +32,7 @@ use tower::Service;
 
 pub use detect::{Protocol, detect};
 use io::{Counted, Prefixed};
+pub use original_dst::{OriginalDst, original_dst};
 
 use crate::body;
 use crate::outbound::HttpStack;
@@ -115,6 +121,16 @@ impl Listener {
     async fn serve(self, stream: TcpStream, peer: SocketAddr, mut drain: Drain) {
         let direction = self.direction.as_str();
         let _ = stream.set_nodelay(true);
+        let original = stream
+            .local_addr()
+            .ok()
+            .and_then(|local| original_dst(&stream, local));
+        // Opaque TCP goes to the original destination when outbound traffic was
+        // intercepted (passthrough for now; later resolved through Discovery by address).
+        let opaque_target = match self.direction {
+            Direction::Outbound => original.or(self.opaque_target),
+            Direction::Inbound => self.opaque_target,
+        };
         let open = self.metrics.tcp_open.with_label_values(&[direction]);
         open.inc();
         let _open = scopeguard(move || open.dec());
@@ -132,7 +148,7 @@ impl Listener {
                         break p;
                     }
                 }
-                Err(_) if buf.is_empty() && self.opaque_target.is_some() => {
+                Err(_) if buf.is_empty() && opaque_target.is_some() => {
                     break Protocol::Opaque;
                 }
                 Err(_) => return,
@@ -147,6 +163,9 @@ impl Listener {
         let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let mut req = req.map(body::boxed);
             req.extensions_mut().insert(ClientAddr(peer));
+            if let Some(original) = original {
+                req.extensions_mut().insert(OriginalDst(original));
+            }
             stack.clone().call(req)
         });
         match protocol {
@@ -177,7 +196,7 @@ impl Listener {
                 }
             }
             Protocol::Opaque => {
-                let Some(target) = self.opaque_target else {
+                let Some(target) = opaque_target else {
                     eprintln!(
                         "trellis-proxy: {direction} connection from {peer} is not HTTP and has no destination; closed (opaque TCP needs the original destination)"
                     );
