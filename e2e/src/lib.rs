@@ -72,5 +72,6 @@ pub mod config;
 pub mod control_plane;
 pub mod grpc;
 pub mod metrics;
+pub mod netns;
 pub mod proxy;
 pub mod serve;

@@ -1,0 +1,227 @@
+//! Transparent interception in real network namespaces: two pods A and B, each with
+//! `trellis-proxy init` rules and a proxy running as uid 2102; an unmodified client in A
+//! calls B's address directly and the traffic goes through both proxies.
+//!
+//! ```text
+//! pod A: curl http://10.77.0.2:8080/ --OUTPUT REDIRECT--> proxy A :4140 (outbound, uid 2102)
+//!        --> 10.77.0.2:8080 --PREROUTING REDIRECT--> pod B: proxy B :4143 (inbound)
+//!        --> 127.0.0.1:8080 (python3 -m http.server)
+//! ```
+//!
+//! Needs root, iproute2, iptables, setpriv, curl and python3 (`.ci/run` installs them).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use trellis_e2e::config::{single, yaml};
+use trellis_e2e::metrics;
+use trellis_e2e::netns::{self, PROXY_UID, Pod};
+
+const APP_PORT: u16 = 8080;
+const WAIT: Duration = Duration::from_secs(15);
+
+/// `trellis-proxy init` in the pod, then the proxy as uid 2102 with this config, listening
+/// where a sidecar does (outbound on loopback, inbound and admin on every address).
+fn start_sidecar(pod: &Pod, dir: &Path, config: &str) {
+    let out = pod
+        .run_ok(&[path(&dir.join("trellis-proxy")), "init"])
+        .unwrap();
+    assert!(out.contains("-A OUTPUT -j TRELLIS_OUTPUT"), "{out}");
+
+    let config_file = dir.join(format!("{}.yaml", pod.name()));
+    fs::write(&config_file, config).unwrap();
+    fs::set_permissions(&config_file, fs::Permissions::from_mode(0o644)).unwrap();
+    let log = fs::File::create(dir.join(format!("{}.log", pod.name()))).unwrap();
+    pod.spawn(
+        pod.command_as(PROXY_UID, dir.join("trellis-proxy"))
+            .arg("--config")
+            .arg(&config_file)
+            .args(["--outbound", "127.0.0.1:4140"])
+            .args(["--inbound", "0.0.0.0:4143"])
+            .args(["--admin", "0.0.0.0:4191"])
+            .args(["--inbound-target", &format!("127.0.0.1:{APP_PORT}")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log),
+    )
+    .unwrap();
+    pod.run_until_ok(&["curl", "-sf", "http://127.0.0.1:4191/ready"], WAIT)
+        .unwrap_or_else(|e| panic!("{e:#}\nproxy log:\n{}", proxy_log(pod, dir)));
+}
+
+fn proxy_log(pod: &Pod, dir: &Path) -> String {
+    fs::read_to_string(dir.join(format!("{}.log", pod.name()))).unwrap_or_default()
+}
+
+fn metrics_of(pod: &Pod) -> String {
+    pod.run_ok(&["curl", "-sf", "http://127.0.0.1:4191/metrics"])
+        .unwrap()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
+}
+
+#[test]
+fn an_unmodified_client_is_intercepted_on_both_sides() {
+    if !netns::available() || trellis_e2e::require_tool("python3").is_none() {
+        return;
+    }
+    // The proxy runs as uid 2102, which may not read the build directory: a copy it can.
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let proxy_bin = dir.path().join("trellis-proxy");
+    fs::copy(trellis_e2e::binary("trellis-proxy"), &proxy_bin).unwrap();
+    fs::set_permissions(&proxy_bin, fs::Permissions::from_mode(0o755)).unwrap();
+
+    let (a, b) = Pod::pair("a", "b").unwrap();
+    let app_addr = format!("{}:{APP_PORT}", b.ip());
+
+    // B: the app on every address of the pod, and its sidecar.
+    let docroot = dir.path().join("www");
+    fs::create_dir(&docroot).unwrap();
+    fs::write(docroot.join("index.html"), "hello from b\n").unwrap();
+    b.spawn(
+        b.command("python3")
+            .args([
+                "-m",
+                "http.server",
+                &APP_PORT.to_string(),
+                "--bind",
+                "0.0.0.0",
+            ])
+            .arg("--directory")
+            .arg(&docroot)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
+    b.run_until_ok(
+        &["curl", "-sf", &format!("http://127.0.0.1:{APP_PORT}/")],
+        WAIT,
+    )
+    .unwrap();
+    start_sidecar(&b, dir.path(), "outbound: []\n");
+
+    // A: a sidecar whose config names B's address as the authority.
+    let dest = single(&app_addr, "b", &[app_addr.parse().unwrap()]);
+    start_sidecar(&a, dir.path(), &yaml(&[dest]));
+
+    // The client knows nothing of the proxies: it calls B's address.
+    let url = format!("http://{app_addr}/");
+    let body = a
+        .run_ok(&["curl", "-sS", "--fail", "--max-time", "10", &url])
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e:#}\nA:\n{}\nB:\n{}",
+                proxy_log(&a, dir.path()),
+                proxy_log(&b, dir.path())
+            )
+        });
+    assert_eq!(body, "hello from b\n");
+
+    // HTTP/1.0 without a Host header: routed by the original destination.
+    let body = a
+        .run_ok(&["curl", "-sS", "--fail", "--http1.0", "-H", "Host:", &url])
+        .unwrap();
+    assert_eq!(body, "hello from b\n");
+
+    let ok = [("status_code", "200")];
+    let out_a = metrics_of(&a);
+    let outbound = [("direction", "outbound"), ("authority", app_addr.as_str())];
+    assert_eq!(
+        metrics::sum(
+            &out_a,
+            "trellis_requests_total",
+            &[outbound[0], outbound[1], ok[0]]
+        ),
+        2.0,
+        "A's proxy saw the client's requests as outbound:\n{out_a}"
+    );
+    let in_b = metrics_of(&b);
+    assert_eq!(
+        metrics::sum(
+            &in_b,
+            "trellis_requests_total",
+            &[("direction", "inbound"), ok[0]]
+        ),
+        2.0,
+        "B's proxy saw them as inbound:\n{in_b}"
+    );
+
+    // --remove leaves no trace, and is idempotent.
+    let proxy = path(&proxy_bin);
+    a.run_ok(&[proxy, "init", "--remove"]).unwrap();
+    let saved = a.run_ok(&["iptables-save", "-t", "nat"]).unwrap();
+    assert!(!saved.contains("TRELLIS"), "{saved}");
+    let again = a.run_ok(&[proxy, "init", "--remove"]).unwrap();
+    assert!(again.contains("no interception rules"), "{again}");
+}
+
+#[test]
+fn init_twice_leaves_the_same_rules() {
+    if !netns::available() {
+        return;
+    }
+    let pod = Pod::new("init").unwrap();
+    let proxy = trellis_e2e::binary("trellis-proxy");
+    let proxy = path(&proxy);
+    let save = || {
+        let saved = pod.run_ok(&["iptables-save", "-t", "nat"]).unwrap();
+        saved
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let flags = [
+        "init",
+        "--skip-outbound-ports",
+        "25",
+        "--skip-inbound-ports",
+        "22",
+    ];
+    pod.run_ok(&[&[proxy][..], &flags[..]].concat()).unwrap();
+    let once = save();
+    pod.run_ok(&[&[proxy][..], &flags[..]].concat()).unwrap();
+    assert_eq!(save(), once);
+    for rule in [
+        "-A OUTPUT -j TRELLIS_OUTPUT",
+        "-A PREROUTING -j TRELLIS_PREROUTING",
+        "-A TRELLIS_OUTPUT -m owner --uid-owner 2102 -j RETURN",
+        "--dport 25 -j RETURN",
+        "--dport 22 -j RETURN",
+        "--dport 4191 -j RETURN",
+    ] {
+        assert!(once.contains(rule), "{rule} missing from:\n{once}");
+    }
+    assert_eq!(once.matches("-j TRELLIS_OUTPUT").count(), 1, "{once}");
+}
+
+#[test]
+fn a_pod_is_deleted_even_when_its_test_panics() {
+    if !netns::available() {
+        return;
+    }
+    let name = std::sync::Mutex::new(String::new());
+    let panicked = std::panic::catch_unwind(|| {
+        let pod = Pod::new("panics").unwrap();
+        *name.lock().unwrap() = pod.name().to_owned();
+        panic!("a failing test");
+    });
+    assert!(panicked.is_err());
+    let name = name.into_inner().unwrap();
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        !name.is_empty() && !list.contains(&name),
+        "{name} left in:\n{list}"
+    );
+}
