@@ -1,4 +1,5 @@
-//! The admin listener: `/live`, `/ready`, `/config` (the config in force, as JSON) and
+//! The admin listener: `/live`, `/ready`, `/config` (the config in force, outbound and
+//! inbound, as JSON) and
 //! `/metrics` (Prometheus text).
 
 use std::convert::Infallible;
@@ -109,11 +110,19 @@ impl Admin {
                 })
             })
             .collect();
+        let inbound = s.inbound.as_ref().map(|policy| {
+            serde_json::json!({
+                "version": policy.config.version,
+                "applied_at": unix(policy.applied_at),
+                "config": policy.source,
+            })
+        });
         let doc = serde_json::json!({
             "source": s.source,
             "ready": self.not_ready().is_none(),
             "not_ready": self.not_ready(),
             "outbound": outbound,
+            "inbound": inbound,
             "rejected": rejected,
         });
         serde_json::to_string_pretty(&doc).expect("JSON") + "\n"

@@ -15,6 +15,7 @@ pub const PROXY_ERROR: &str = "trellis-proxy-error";
 pub mod grpc {
     pub const OK: u32 = 0;
     pub const DEADLINE_EXCEEDED: u32 = 4;
+    pub const PERMISSION_DENIED: u32 = 7;
     pub const RESOURCE_EXHAUSTED: u32 = 8;
     pub const UNAVAILABLE: u32 = 14;
 }
@@ -36,6 +37,8 @@ pub enum Failure {
     Reset,
     /// An injected fault.
     Fault,
+    /// The inbound policy denied the request.
+    Denied,
 }
 
 /// Whether the request is gRPC (answers must then be gRPC answers).

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use trellis_proxy_api::v1 as api;
 
 use crate::admin::Admin;
+use crate::config::Inbound;
 use crate::connect::Connect;
 use crate::discovery::Discovery;
 use crate::listen::{Drain, Listener};
@@ -46,6 +47,19 @@ pub struct Settings {
     pub discovery_timeout: Duration,
     pub discovery_idle: Duration,
     pub connect_timeout: Duration,
+    /// What inbound traffic meets before an inbound policy arrives.
+    pub inbound_policy: InboundBeforePolicy,
+}
+
+/// What inbound traffic meets before an inbound policy arrives (a static config file
+/// always brings one: without an `inbound:` section, allow everything).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum InboundBeforePolicy {
+    /// Deny (`no_inbound_policy`), as SMI denies what no TrafficTarget allows.
+    #[default]
+    Deny,
+    /// Allow everything until a policy arrives.
+    Permissive,
 }
 
 /// Runs the proxy until SIGTERM/SIGINT, then drains.
@@ -85,11 +99,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         },
         connect.clone(),
     );
+    let inbound_policy = inbound::enforce::Policy::new(
+        store.inbound_watch(),
+        (settings.inbound_policy == InboundBeforePolicy::Permissive)
+            .then(|| Arc::new(Inbound::permissive("--inbound-policy permissive"))),
+        metrics.clone(),
+    );
     let inbound_stack = inbound::stack(
         settings.inbound_target,
         connect,
         metrics.clone(),
         settings.access_log,
+        inbound_policy.clone(),
     );
 
     let listening = Arc::new(AtomicBool::new(false));
@@ -108,6 +129,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             direction: Direction::Outbound,
             stack: outbound_stack,
             opaque_target: None,
+            inbound_policy: None,
             metrics: metrics.clone(),
         }
         .run(outbound_listener, drain.clone()),
@@ -117,6 +139,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             direction: Direction::Inbound,
             stack: inbound_stack,
             opaque_target: Some(settings.inbound_target),
+            inbound_policy: Some(inbound_policy),
             metrics: metrics.clone(),
         }
         .run(inbound_listener, drain),

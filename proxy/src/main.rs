@@ -65,6 +65,11 @@ struct Args {
     /// How long connecting to an endpoint may take.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
     connect_timeout: Duration,
+    /// What inbound traffic meets before an inbound policy arrives from the control plane:
+    /// deny (SMI's default) or permissive (allow everything). A config file without an
+    /// `inbound:` section allows everything.
+    #[arg(long, value_name = "POLICY", value_enum, default_value_t = app::InboundBeforePolicy::Deny)]
+    inbound_policy: app::InboundBeforePolicy,
 }
 
 /// Subcommands; without one the proxy runs.
@@ -150,6 +155,7 @@ fn main() -> ExitCode {
         discovery_timeout: args.discovery_timeout,
         discovery_idle: args.discovery_idle,
         connect_timeout: args.connect_timeout,
+        inbound_policy: args.inbound_policy,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

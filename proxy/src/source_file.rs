@@ -34,8 +34,8 @@ impl FileSource {
                 .inc();
         };
         match file::parse(&self.path, &text) {
-            Ok(configs) => {
-                self.store.replace_all(configs);
+            Ok(parsed) => {
+                self.store.replace_all(parsed.outbound, parsed.inbound);
                 counter("applied");
                 Ok(true)
             }

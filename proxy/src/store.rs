@@ -5,6 +5,10 @@
 //! in force. Readers (the route layer, `/config`) take the current snapshot from a
 //! `tokio::sync::watch`, so a new config applies to the next request, on existing
 //! connections too, and no lock is held across an `.await`.
+//!
+//! The inbound policy is part of the snapshot (a file applies its outbound and inbound parts
+//! together) and is also published on a watch of its own ([`Store::inbound_watch`]) for the
+//! inbound authorize layer and the inbound listener.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 use trellis_proxy_api::v1 as api;
 
-use crate::config::{ConfigError, Outbound};
+use crate::config::{ConfigError, Inbound, Outbound};
 
 /// One destination's config in force.
 #[derive(Debug)]
@@ -34,6 +38,18 @@ impl Destination {
     }
 }
 
+/// The inbound policy in force.
+#[derive(Debug)]
+pub struct InboundPolicy {
+    pub config: Arc<Inbound>,
+    /// The message it was built from (shown on `/config`).
+    pub source: api::InboundConfig,
+    pub applied_at: SystemTime,
+}
+
+/// Key of a refused inbound policy in [`Snapshot::rejected`].
+pub const INBOUND_KEY: &str = "inbound";
+
 /// A config that was refused, with the reason sent back as the NACK.
 #[derive(Clone, Debug)]
 pub struct Rejected {
@@ -47,7 +63,10 @@ pub struct Rejected {
 pub struct Snapshot {
     /// By authority as requested (lower case).
     pub outbound: BTreeMap<String, Arc<Destination>>,
-    /// The last refused config per authority (`""` for a whole file).
+    /// The inbound policy; `None`: none has arrived yet.
+    pub inbound: Option<Arc<InboundPolicy>>,
+    /// The last refused config per authority (`""` for a whole file, [`INBOUND_KEY`] for
+    /// the inbound policy).
     pub rejected: BTreeMap<String, Rejected>,
     /// Why the proxy is not ready, if it is not.
     pub not_ready: Option<String>,
@@ -97,6 +116,7 @@ pub struct Store {
 
 struct Inner {
     tx: watch::Sender<Arc<Snapshot>>,
+    inbound_tx: watch::Sender<Option<Arc<Inbound>>>,
     started: Instant,
     /// Discovery mode: authorities never seen are sent here to be subscribed.
     on_demand: OnceLock<mpsc::UnboundedSender<String>>,
@@ -112,6 +132,7 @@ impl Store {
         Self {
             inner: Arc::new(Inner {
                 tx: watch::channel(Arc::new(snapshot)).0,
+                inbound_tx: watch::channel(None).0,
                 started: Instant::now(),
                 on_demand: OnceLock::new(),
             }),
@@ -129,6 +150,11 @@ impl Store {
 
     pub fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.inner.tx.subscribe()
+    }
+
+    /// The inbound policy in force, `None` until one arrives.
+    pub fn inbound_watch(&self) -> watch::Receiver<Option<Arc<Inbound>>> {
+        self.inner.inbound_tx.subscribe()
     }
 
     pub fn elapsed_ms(&self) -> u64 {
@@ -182,8 +208,35 @@ impl Store {
         }
     }
 
-    /// Replaces every destination at once (a whole config file).
-    pub fn replace_all(&self, configs: Vec<(String, Outbound, api::OutboundConfig)>) {
+    /// Validates and applies an inbound policy; on error the previous one stays.
+    pub fn apply_inbound(&self, source: api::InboundConfig) -> Result<(), ConfigError> {
+        match Inbound::try_from(source.clone()) {
+            Ok(config) => {
+                let policy = inbound_policy(config, source);
+                self.inner.tx.send_modify(|s| {
+                    let s = Arc::make_mut(s);
+                    s.inbound = Some(policy.clone());
+                    s.rejected.remove(INBOUND_KEY);
+                });
+                self.inner
+                    .inbound_tx
+                    .send_replace(Some(policy.config.clone()));
+                Ok(())
+            }
+            Err(e) => {
+                self.reject(INBOUND_KEY, &source.version, &e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Replaces every destination and the inbound policy at once (a whole config file).
+    pub fn replace_all(
+        &self,
+        configs: Vec<(String, Outbound, api::OutboundConfig)>,
+        inbound: (Inbound, api::InboundConfig),
+    ) {
+        let inbound = inbound_policy(inbound.0, inbound.1);
         let outbound = configs
             .into_iter()
             .map(|(authority, config, source)| {
@@ -196,9 +249,13 @@ impl Store {
         self.inner.tx.send_modify(|s| {
             let s = Arc::make_mut(s);
             s.outbound = outbound;
+            s.inbound = Some(inbound.clone());
             s.rejected.clear();
             s.not_ready = None;
         });
+        self.inner
+            .inbound_tx
+            .send_replace(Some(inbound.config.clone()));
     }
 
     /// Records a refused config; everything in force stays.
@@ -245,6 +302,14 @@ impl Store {
     }
 }
 
+fn inbound_policy(config: Inbound, source: api::InboundConfig) -> Arc<InboundPolicy> {
+    Arc::new(InboundPolicy {
+        config: Arc::new(config),
+        source,
+        applied_at: SystemTime::now(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +350,47 @@ mod tests {
         assert!(s.lookup("web.shop.").is_some(), "a fully qualified name");
         assert!(s.lookup("web.shop.:80").is_some());
         assert!(s.lookup("web").is_none());
+    }
+
+    #[test]
+    fn an_inbound_policy_is_in_the_snapshot_and_on_its_watch_and_a_bad_one_is_refused() {
+        let store = Store::new("test");
+        let inbound = store.inbound_watch();
+        assert!(inbound.borrow().is_none(), "no policy before one arrives");
+        let good = api::InboundConfig {
+            version: "1".into(),
+            ..Default::default()
+        };
+        store.apply_inbound(good).unwrap();
+        let bad = api::InboundConfig {
+            version: "2".into(),
+            ports: vec![api::InboundPort::default()],
+            ..Default::default()
+        };
+        let err = store.apply_inbound(bad).unwrap_err();
+
+        assert_eq!(err.field, "ports[0].port");
+        assert_eq!(inbound.borrow().as_ref().unwrap().version, "1");
+        let s = store.snapshot();
+        assert_eq!(s.inbound.as_ref().unwrap().config.version, "1");
+        assert_eq!(s.rejected[INBOUND_KEY].version, "2");
+    }
+
+    #[test]
+    fn a_whole_file_replaces_outbound_and_inbound_together() {
+        let store = Store::new("test");
+        let outbound = Outbound::try_from(mk_config("1", "/")).unwrap();
+        store.replace_all(
+            vec![("web".into(), outbound, mk_config("1", "/"))],
+            (Inbound::permissive("f1"), api::InboundConfig::default()),
+        );
+        let s = store.snapshot();
+        assert!(s.lookup("web").is_some());
+        assert_eq!(s.inbound.as_ref().unwrap().config.version, "f1");
+        assert_eq!(
+            store.inbound_watch().borrow().as_ref().unwrap().version,
+            "f1"
+        );
     }
 
     #[tokio::test]

@@ -6,6 +6,9 @@
 //!   - authority: web.shop.svc.cluster.local
 //!     routes: [{name: default, backends: [{backend: web, weight: 1}]}]
 //!     backends: [{name: web, endpoints: [{address: {ip: 127.0.0.1, port: 8081}}]}]
+//! inbound:                         # optional; without it every inbound request is allowed
+//!   default_policy: DEFAULT_POLICY_DENY
+//!   ports: [{port: 8080, allow_unmeshed: true, authorizations: [{name: all}]}]
 //! ```
 //!
 //! A file is taken whole or not at all; its error names the file, the field and the reason.
@@ -15,7 +18,7 @@ use std::path::Path;
 use serde::Deserialize;
 use trellis_proxy_api::v1 as api;
 
-use super::Outbound;
+use super::{Inbound, Outbound};
 
 /// The file's top level.
 #[derive(Debug, Default, Deserialize)]
@@ -24,7 +27,20 @@ pub struct ConfigFile {
     /// One entry per destination, found by `authority`.
     #[serde(default)]
     pub outbound: Vec<api::OutboundConfig>,
+    /// The workload's inbound policy; absent: every inbound request is allowed.
+    #[serde(default)]
+    pub inbound: Option<api::InboundConfig>,
 }
+
+/// A validated file: its destinations, and its inbound policy.
+#[derive(Debug)]
+pub struct Parsed {
+    pub outbound: Vec<(String, Outbound, api::OutboundConfig)>,
+    pub inbound: (Inbound, api::InboundConfig),
+}
+
+/// The version of the policy in force when a file has no `inbound:` section.
+pub const NO_INBOUND_SECTION: &str = "file-without-inbound";
 
 /// A file that cannot be used, and why.
 #[derive(Debug, thiserror::Error)]
@@ -35,10 +51,7 @@ pub struct FileError {
 }
 
 /// Parses and validates a config file's text.
-pub fn parse(
-    file: &Path,
-    text: &str,
-) -> Result<Vec<(String, Outbound, api::OutboundConfig)>, FileError> {
+pub fn parse(file: &Path, text: &str) -> Result<Parsed, FileError> {
     let fail = |message: String| FileError {
         file: file.display().to_string(),
         message,
@@ -83,7 +96,28 @@ pub fn parse(
             Outbound::try_from(source.clone()).map_err(|e| fail(format!("outbound[{i}].{e}")))?;
         out.push((authority, config, source));
     }
-    Ok(out)
+    let inbound = match parsed.inbound {
+        Some(mut source) => {
+            if source.version.is_empty() {
+                source.version = content_version(&source);
+            }
+            let config =
+                Inbound::try_from(source.clone()).map_err(|e| fail(format!("inbound.{e}")))?;
+            (config, source)
+        }
+        None => (
+            Inbound::permissive(NO_INBOUND_SECTION),
+            api::InboundConfig {
+                version: NO_INBOUND_SECTION.into(),
+                default_policy: api::DefaultPolicy::Allow as i32,
+                ..Default::default()
+            },
+        ),
+    };
+    Ok(Parsed {
+        outbound: out,
+        inbound,
+    })
 }
 
 /// Fields of the model that hold a `google.protobuf.Duration`.
@@ -101,20 +135,24 @@ const DURATION_FIELDS: [&str; 9] = [
 
 /// `version: 7` is meant as the text "7".
 fn versions_as_text(mut value: serde_json::Value) -> serde_json::Value {
-    if let Some(list) = value.get_mut("outbound").and_then(|o| o.as_array_mut()) {
-        for entry in list {
-            if let Some(v) = entry.get_mut("version")
-                && v.is_number()
-            {
-                *v = serde_json::Value::String(v.to_string());
-            }
+    let text = |entry: &mut serde_json::Value| {
+        if let Some(v) = entry.get_mut("version")
+            && v.is_number()
+        {
+            *v = serde_json::Value::String(v.to_string());
         }
+    };
+    if let Some(list) = value.get_mut("outbound").and_then(|o| o.as_array_mut()) {
+        list.iter_mut().for_each(text);
+    }
+    if let Some(inbound) = value.get_mut("inbound") {
+        text(inbound);
     }
     value
 }
 
 /// A version derived from the content, so an edit shows as a new version on `/config`.
-fn content_version(source: &api::OutboundConfig) -> String {
+fn content_version(source: &impl serde::Serialize) -> String {
     let text = serde_json::to_string(source).unwrap_or_default();
     let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -127,6 +165,10 @@ mod tests {
     use super::*;
 
     fn parse_str(text: &str) -> Result<Vec<(String, Outbound, api::OutboundConfig)>, String> {
+        parse_file(text).map(|p| p.outbound)
+    }
+
+    fn parse_file(text: &str) -> Result<Parsed, String> {
         parse(Path::new("proxy.yaml"), text).map_err(|e| e.to_string())
     }
 
@@ -200,6 +242,59 @@ outbound:
             err.starts_with(
                 "proxy.yaml: outbound[0].routes[0].matches[0].path_regex: invalid regex"
             ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_inbound_section_gives_the_policy() {
+        let parsed = parse_file(
+            r#"
+inbound:
+  version: 4
+  default_policy: DEFAULT_POLICY_ALLOW_AUTHENTICATED
+  ports:
+    - port: 8080
+      allow_unmeshed: true
+      authorizations:
+        - {name: web, identities: ["spiffe://cluster.local/ns/shop/sa/web"], routes: [{path_regex: /api}]}
+"#,
+        )
+        .unwrap();
+        let (inbound, source) = parsed.inbound;
+        assert_eq!(
+            (inbound.version.as_str(), source.version.as_str()),
+            ("4", "4")
+        );
+        assert_eq!(
+            inbound.default_policy,
+            crate::config::DefaultPolicy::AllowAuthenticated
+        );
+        let port = inbound.port(8080).unwrap();
+        assert!(port.allow_unmeshed);
+        assert_eq!(&*port.authorizations[0].name, "web");
+    }
+
+    #[test]
+    fn a_file_without_an_inbound_section_allows_every_inbound_request() {
+        let (inbound, source) = parse_file("outbound: []").unwrap().inbound;
+        assert_eq!(inbound.default_policy, crate::config::DefaultPolicy::Allow);
+        assert!(inbound.ports.is_empty());
+        assert_eq!(source.version, NO_INBOUND_SECTION);
+    }
+
+    #[test]
+    fn an_inbound_error_names_the_section_and_field() {
+        let err =
+            parse_file("inbound: {ports: [{port: 8080, authorizations: [{identities: ['*']}]}]}")
+                .unwrap_err();
+        assert_eq!(
+            err,
+            "proxy.yaml: inbound.ports[0].authorizations[0].name: required (it names allowed requests in logs)"
+        );
+        let err = parse_file("inbound: {default_policy: DEFAULT_POLICY_MAYBE}").unwrap_err();
+        assert!(
+            err.starts_with("proxy.yaml: inbound.default_policy: "),
             "{err}"
         );
     }

@@ -1,12 +1,14 @@
 //! The inbound HTTP stack: requests from other services to the app.
 //!
 //! ```text
-//! telemetry -> forward (to the app's port) -> connect
+//! telemetry -> authorize (inbound policy) -> forward (to the app's port) -> connect
 //! ```
 //!
 //! - [`authorize`]: the decision, a pure function of policy, port, client and request.
+//! - [`enforce`]: the authorize layer, and the check the listener makes for opaque TCP.
 
 pub mod authorize;
+pub mod enforce;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,15 +21,17 @@ use crate::connect::{Connect, EndpointAddr};
 use crate::outbound::HttpStack;
 use crate::telemetry::{BackendLabel, Direction, Metrics, TelemetryLayer};
 
-/// Builds the inbound stack forwarding to `app`.
+/// Builds the inbound stack forwarding to `app` what `policy` allows.
 pub fn stack(
     app: SocketAddr,
     connect: Connect,
     metrics: Arc<Metrics>,
     access_log: bool,
+    policy: enforce::Policy,
 ) -> HttpStack {
     let stack = ServiceBuilder::new()
         .layer(TelemetryLayer::new(Direction::Inbound, metrics, access_log))
+        .layer(enforce::layer(policy))
         .service(Forward { app, connect });
     BoxCloneSyncService::new(stack)
 }

@@ -35,8 +35,9 @@ use io::{Counted, Prefixed};
 pub use original_dst::{OriginalDst, original_dst};
 
 use crate::body;
+use crate::inbound::enforce::Policy;
 use crate::outbound::HttpStack;
-use crate::telemetry::{ClientAddr, Direction, Metrics};
+use crate::telemetry::{ClientAddr, Direction, LocalPort, Metrics};
 
 /// How long a connection may stay silent before detection gives up on it.
 const DETECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,6 +94,9 @@ pub struct Listener {
     /// Where opaque TCP goes; `None`: opaque connections are closed (explicit outbound
     /// mode has no destination for them).
     pub opaque_target: Option<SocketAddr>,
+    /// Inbound: the policy opaque TCP connections are checked against (HTTP requests are
+    /// checked by the stack's authorize layer).
+    pub inbound_policy: Option<Policy>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -131,6 +135,12 @@ impl Listener {
             Direction::Outbound => original.or(self.opaque_target),
             Direction::Inbound => self.opaque_target,
         };
+        // Inbound: the port the client called, which the policy is keyed by: the original
+        // destination's when intercepted, else the app's (where the proxy forwards).
+        let local_port = match self.direction {
+            Direction::Outbound => None,
+            Direction::Inbound => original.or(self.opaque_target).map(|a| a.port()),
+        };
         let open = self.metrics.tcp_open.with_label_values(&[direction]);
         open.inc();
         let _open = scopeguard(move || open.dec());
@@ -163,6 +173,9 @@ impl Listener {
         let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let mut req = req.map(body::boxed);
             req.extensions_mut().insert(ClientAddr(peer));
+            if let Some(port) = local_port {
+                req.extensions_mut().insert(LocalPort(port));
+            }
             if let Some(original) = original {
                 req.extensions_mut().insert(OriginalDst(original));
             }
@@ -202,6 +215,11 @@ impl Listener {
                     );
                     return;
                 };
+                if let Some(policy) = &self.inbound_policy
+                    && !policy.allows_connection(local_port.unwrap_or(0), None, peer)
+                {
+                    return; // Closed after accept; counted and logged by the policy.
+                }
                 forward_opaque(io, target).await;
             }
         }

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub tcp_read_bytes: IntCounterVec,
     pub tcp_write_bytes: IntCounterVec,
     pub config_updates: IntCounterVec,
+    pub inbound_denied: IntCounterVec,
 }
 
 /// Buckets of `trellis_request_duration_seconds`.
@@ -116,6 +117,11 @@ impl Metrics {
             "Configs received, applied or rejected",
             &["source", "result"],
         );
+        let inbound_denied = counter(
+            "trellis_inbound_denied_total",
+            "Inbound requests and connections the inbound policy denied, by reason",
+            &["port", "reason"],
+        );
         Self {
             registry,
             requests,
@@ -129,6 +135,7 @@ impl Metrics {
             tcp_read_bytes,
             tcp_write_bytes,
             config_updates,
+            inbound_denied,
         }
     }
 

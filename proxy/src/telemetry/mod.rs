@@ -58,6 +58,20 @@ pub struct BackendLabel {
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// The client's SPIFFE id, proven by its mTLS certificate; `None` (or no extension at all):
+/// a plaintext client. Put on requests by the listener.
+#[derive(Clone, Debug, Default)]
+pub struct PeerIdentity(pub Option<Arc<str>>);
+
+/// The port the client called (inbound: the app's port, or the original destination's
+/// with interception). Put on requests by the inbound listener.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalPort(pub u16);
+
+/// The authorization that allowed an inbound request (set by the authorize layer).
+#[derive(Clone, Debug)]
+pub struct AuthorizationLabel(pub Arc<str>);
+
 /// Records every exchange.
 #[derive(Clone)]
 pub struct TelemetryLayer {
@@ -117,6 +131,10 @@ impl<S: crate::svc::Http> Service<Req> for Telemetry<S> {
                 grpc_status: grpc_status_in_headers(&parts.headers),
                 route: parts.extensions.get::<RouteLabel>().cloned(),
                 backend: parts.extensions.get::<BackendLabel>().cloned(),
+                authorization: parts
+                    .extensions
+                    .get::<AuthorizationLabel>()
+                    .map(|a| a.0.clone()),
                 proxy_error: parts.headers.contains_key(crate::answer::PROXY_ERROR),
                 log,
             };

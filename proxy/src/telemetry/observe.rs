@@ -50,6 +50,8 @@ pub struct Exchange {
     pub grpc_status: Option<u32>,
     pub route: Option<RouteLabel>,
     pub backend: Option<BackendLabel>,
+    /// Inbound: the authorization that allowed the request.
+    pub authorization: Option<Arc<str>>,
     pub proxy_error: bool,
     pub log: Option<LogFields>,
 }
@@ -102,6 +104,7 @@ impl Exchange {
                 "classification": classification,
                 "duration_ms": elapsed.as_secs_f64() * 1000.0,
                 "trace_id": log.trace_id,
+                "authorization": self.authorization.as_deref(),
             });
             crate::telemetry::observe::print_line(&line.to_string());
         }
