@@ -5,7 +5,7 @@
 //!                                          |
 //! listen: accept -> detect -> outbound stack: telemetry -> route -> rate_limit -> fault
 //!                                -> timeout -> mirror -> retry -> split -> balance -> connect
-//!                           -> inbound stack:  telemetry -> forward -> connect
+//!                           -> inbound stack:  telemetry -> authorize -> forward -> connect
 //!                           -> opaque TCP forward
 //! admin: /metrics /ready /live /config
 //! ```
