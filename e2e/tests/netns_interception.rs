@@ -153,6 +153,25 @@ fn an_unmodified_client_is_intercepted_on_both_sides() {
         "B's proxy saw them as inbound:\n{in_b}"
     );
 
+    // Opaque TCP (not HTTP) goes to the original destination unchanged: the app itself
+    // answers the bytes it cannot parse (python's error page), through both proxies.
+    let opaque = format!(
+        "import socket; s = socket.create_connection(('{}', {APP_PORT}), timeout=10); \
+         s.sendall(b'\\x00\\x01opaque\\r\\n\\r\\n'); print(b''.join(iter(lambda: s.recv(4096), b'')).decode())",
+        b.ip()
+    );
+    let answer = a.run_ok(&["python3", "-c", &opaque]).unwrap();
+    assert!(answer.contains("Error code: 400"), "{answer}");
+    let opaque_conns = |m: &str, direction| {
+        metrics::sum(
+            m,
+            "trellis_tcp_connections_total",
+            &[("direction", direction), ("protocol", "opaque")],
+        )
+    };
+    assert_eq!(opaque_conns(&metrics_of(&a), "outbound"), 1.0);
+    assert_eq!(opaque_conns(&metrics_of(&b), "inbound"), 1.0);
+
     // --remove leaves no trace, and is idempotent.
     let proxy = path(&proxy_bin);
     a.run_ok(&[proxy, "init", "--remove"]).unwrap();
