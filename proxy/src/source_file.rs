@@ -11,6 +11,8 @@ use crate::config::file;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
+const CANNOT_READ: &str = "cannot read";
+
 pub struct FileSource {
     pub path: PathBuf,
     pub store: Store,
@@ -22,7 +24,7 @@ impl FileSource {
     /// Loads the file once; returns the error when it is unusable.
     pub fn load(&self, last: &mut Option<String>) -> Result<bool, String> {
         let text = std::fs::read_to_string(&self.path)
-            .map_err(|e| format!("{}: cannot read: {e}", self.path.display()))?;
+            .map_err(|e| format!("{}: {CANNOT_READ}: {e}", self.path.display()))?;
         if last.as_deref() == Some(text.as_str()) {
             return Ok(false);
         }
@@ -41,6 +43,8 @@ impl FileSource {
             }
             Err(e) => {
                 counter("rejected");
+                // Said before it shows on /config, so whoever sees one can find the other.
+                eprintln!("trellis-proxy: {e}; the last good config stays in force");
                 self.store.reject("", "", &e.to_string());
                 Err(e.to_string())
             }
@@ -58,12 +62,14 @@ impl FileSource {
                     last_error = None;
                 }
                 Ok(false) => {}
-                Err(e) => {
+                // A refused file was reported by `load`; an unreadable one once here.
+                Err(e) if e.contains(CANNOT_READ) => {
                     if last_error.as_ref() != Some(&e) {
                         eprintln!("trellis-proxy: {e}; the last good config stays in force");
                         last_error = Some(e);
                     }
                 }
+                Err(_) => last_error = None,
             }
         }
     }
