@@ -174,7 +174,7 @@ fn start_source(settings: &Settings, store: &Store, metrics: &Arc<Metrics>) -> a
             let mut last = None;
             if let Err(e) = source.load(&mut last) {
                 eprintln!("trellis-proxy: {e}; not ready until the file is fixed");
-                store.set_not_ready(Some(e));
+                store.set_not_ready(Some(e.to_string()));
             }
             tokio::spawn(source.watch(last));
         }

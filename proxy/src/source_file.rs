@@ -11,7 +11,16 @@ use crate::config::file;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
-const CANNOT_READ: &str = "cannot read";
+/// Why the file could not be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// Reading failed (missing, unreadable); reported by whoever loads.
+    #[error("{0}")]
+    Unreadable(String),
+    /// Read but refused; already reported on stderr and `/config`.
+    #[error("{0}")]
+    Refused(String),
+}
 
 pub struct FileSource {
     pub path: PathBuf,
@@ -22,9 +31,10 @@ pub struct FileSource {
 
 impl FileSource {
     /// Loads the file once; returns the error when it is unusable.
-    pub fn load(&self, last: &mut Option<String>) -> Result<bool, String> {
-        let text = std::fs::read_to_string(&self.path)
-            .map_err(|e| format!("{}: {CANNOT_READ}: {e}", self.path.display()))?;
+    pub fn load(&self, last: &mut Option<String>) -> Result<bool, LoadError> {
+        let text = std::fs::read_to_string(&self.path).map_err(|e| {
+            LoadError::Unreadable(format!("{}: cannot read: {e}", self.path.display()))
+        })?;
         if last.as_deref() == Some(text.as_str()) {
             return Ok(false);
         }
@@ -46,7 +56,7 @@ impl FileSource {
                 // Said before it shows on /config, so whoever sees one can find the other.
                 eprintln!("trellis-proxy: {e}; the last good config stays in force");
                 self.store.reject("", "", &e.to_string());
-                Err(e.to_string())
+                Err(LoadError::Refused(e.to_string()))
             }
         }
     }
@@ -63,13 +73,13 @@ impl FileSource {
                 }
                 Ok(false) => {}
                 // A refused file was reported by `load`; an unreadable one once here.
-                Err(e) if e.contains(CANNOT_READ) => {
+                Err(LoadError::Unreadable(e)) => {
                     if last_error.as_ref() != Some(&e) {
                         eprintln!("trellis-proxy: {e}; the last good config stays in force");
                         last_error = Some(e);
                     }
                 }
-                Err(_) => last_error = None,
+                Err(LoadError::Refused(_)) => last_error = None,
             }
         }
     }
