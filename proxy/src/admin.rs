@@ -81,7 +81,8 @@ impl Admin {
         if !self.listening.load(Ordering::Relaxed) {
             return Some("listeners are not bound yet".into());
         }
-        self.store.snapshot().not_ready.clone()
+        let s = self.store.snapshot();
+        s.not_ready.clone().or_else(|| s.identity.not_ready.clone())
     }
 
     fn config_json(&self) -> String {
@@ -117,8 +118,15 @@ impl Admin {
                 "config": policy.source,
             })
         });
+        let identity = serde_json::json!({
+            "id": s.identity.id,
+            "valid_until": s.identity.valid_until.map(unix),
+            "renew_at": s.identity.renew_at.map(unix),
+            "last_error": s.identity.last_error,
+        });
         let doc = serde_json::json!({
             "source": s.source,
+            "identity": identity,
             "ready": self.not_ready().is_none(),
             "not_ready": self.not_ready(),
             "outbound": outbound,

@@ -15,7 +15,7 @@ use crate::admin::Admin;
 use crate::config::Inbound;
 use crate::connect::Connect;
 use crate::discovery::Discovery;
-use crate::listen::{Drain, Listener};
+use crate::listen::{Drain, Listener, Resolve};
 use crate::source_file::FileSource;
 use crate::store::Store;
 use crate::telemetry::{Direction, Metrics};
@@ -49,6 +49,17 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// What inbound traffic meets before an inbound policy arrives.
     pub inbound_policy: InboundBeforePolicy,
+    /// Where this proxy's mTLS identity comes from; `None`: no mTLS (plaintext only).
+    pub identity: Option<IdentitySource>,
+}
+
+/// Where the proxy's certificate comes from.
+#[derive(Clone, Debug)]
+pub enum IdentitySource {
+    /// `cert.pem`, `key.pem` and `roots.pem` in a directory, re-read when they change.
+    Dir(PathBuf),
+    /// `Identity.Certify` at the control plane: a key made in memory, a CSR and a token.
+    Certify(crate::identity::CertifySettings),
 }
 
 /// What inbound traffic meets before an inbound policy arrives (a static config file
@@ -70,6 +81,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Source::ControlPlane { url, .. } => Store::new(format!("grpc:{url}")),
     };
     start_source(&settings, &store, &metrics)?;
+    let tls = match &settings.identity {
+        None => None,
+        Some(source) => Some(crate::identity::start(source, &store, &metrics).await?),
+    };
 
     let bind = |addr: SocketAddr, what: &str| {
         let what = what.to_owned();
@@ -89,7 +104,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         admin_listener.local_addr()?,
     );
 
-    let connect = Connect::new(settings.connect_timeout);
+    let connect = Connect::new(settings.connect_timeout, tls.clone());
     let outbound_stack = outbound::stack(
         outbound::Settings {
             store: store.clone(),
@@ -130,6 +145,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             stack: outbound_stack,
             opaque_target: None,
             inbound_policy: None,
+            tls: tls.clone(),
+            resolve: Some(Resolve {
+                store: store.clone(),
+                wait: settings.discovery_timeout,
+            }),
+            connect_timeout: settings.connect_timeout,
             metrics: metrics.clone(),
         }
         .run(outbound_listener, drain.clone()),
@@ -140,6 +161,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             stack: inbound_stack,
             opaque_target: Some(settings.inbound_target),
             inbound_policy: Some(inbound_policy),
+            tls,
+            resolve: None,
+            connect_timeout: settings.connect_timeout,
             metrics: metrics.clone(),
         }
         .run(inbound_listener, drain),

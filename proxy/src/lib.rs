@@ -16,6 +16,8 @@
 //! - [`balance`], [`connect`]: endpoint choice and ejection; pooled HTTP/1.1 and HTTP/2.
 //! - [`listen`]: listeners and protocol detection; [`admin`]; [`telemetry`].
 //! - [`init`]: `trellis-proxy init`, the iptables rules of transparent interception.
+//! - [`tls`]: mTLS with SPIFFE identities; [`identity`]: where the certificate comes from
+//!   (files, or the control plane's Identity API) and its renewal.
 
 pub mod admin;
 pub mod answer;
@@ -25,6 +27,7 @@ pub mod body;
 pub mod config;
 pub mod connect;
 pub mod discovery;
+pub mod identity;
 pub mod inbound;
 pub mod init;
 pub mod listen;

@@ -70,6 +70,22 @@ struct Args {
     /// `inbound:` section allows everything.
     #[arg(long, value_name = "POLICY", value_enum, default_value_t = app::InboundBeforePolicy::Deny)]
     inbound_policy: app::InboundBeforePolicy,
+    /// mTLS identity from files: a directory holding cert.pem (leaf, then intermediates),
+    /// key.pem and roots.pem; re-read when they change. Without an identity the proxy
+    /// speaks plaintext only and refuses mTLS from peers.
+    #[arg(long, value_name = "DIR", conflicts_with = "identity")]
+    identity_dir: Option<PathBuf>,
+    /// mTLS identity from the control plane's Identity API: the SPIFFE id to ask for
+    /// (spiffe://TRUST-DOMAIN/ns/NAMESPACE/sa/SERVICEACCOUNT). Needs --identity-token-file.
+    #[arg(long, value_name = "SPIFFE_ID", requires = "identity_token_file")]
+    identity: Option<String>,
+    /// File holding the token that proves --identity (a projected ServiceAccount token or
+    /// a join token); re-read at every renewal.
+    #[arg(long, value_name = "FILE", requires = "identity")]
+    identity_token_file: Option<PathBuf>,
+    /// The Identity API's address; default: --control-plane.
+    #[arg(long, value_name = "URL", requires = "identity")]
+    identity_url: Option<String>,
 }
 
 /// Subcommands; without one the proxy runs.
@@ -83,6 +99,9 @@ const EXAMPLES: &str = "\
 Examples:
   trellis-proxy --config proxy.yaml
   trellis-proxy --control-plane http://127.0.0.1:8090 --workload shop/web
+  trellis-proxy --control-plane http://127.0.0.1:8090 --workload shop/web \
+      --identity spiffe://cluster.local/ns/shop/sa/web --identity-token-file /var/run/secrets/trellis/token
+  trellis-proxy --config proxy.yaml --identity-dir ./certs    # cert.pem key.pem roots.pem
   trellis-proxy --config proxy.yaml --outbound 127.0.0.1:0 --admin 127.0.0.1:0   # free ports
   trellis-proxy init && setpriv --reuid 2102 --regid 2102 --clear-groups trellis-proxy --config proxy.yaml
 
@@ -122,6 +141,31 @@ fn workload(text: &str) -> Result<api::Workload, String> {
     }
 }
 
+fn identity(args: &Args) -> Result<Option<app::IdentitySource>, String> {
+    if let Some(dir) = &args.identity_dir {
+        return Ok(Some(app::IdentitySource::Dir(dir.clone())));
+    }
+    let Some(id) = &args.identity else {
+        return Ok(None);
+    };
+    let identity = id.parse().map_err(|e| format!("--identity: {e}"))?;
+    let url = args
+        .identity_url
+        .clone()
+        .or_else(|| args.control_plane.clone())
+        .ok_or("--identity needs the Identity API's address: --identity-url or --control-plane")?;
+    Ok(Some(app::IdentitySource::Certify(
+        trellis_proxy::identity::CertifySettings {
+            url,
+            identity,
+            token_file: args
+                .identity_token_file
+                .clone()
+                .expect("clap requires --identity-token-file with --identity"),
+        },
+    )))
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::Init(init)) = &args.command {
@@ -144,6 +188,13 @@ fn main() -> ExitCode {
         },
         (None, None) => unreachable!("clap requires --config or --control-plane"),
     };
+    let identity = match identity(&args) {
+        Ok(identity) => identity,
+        Err(e) => {
+            eprintln!("trellis-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let settings = Settings {
         source,
         outbound: args.outbound,
@@ -156,11 +207,19 @@ fn main() -> ExitCode {
         discovery_idle: args.discovery_idle,
         connect_timeout: args.connect_timeout,
         inbound_policy: args.inbound_policy,
+        identity,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(args.threads))
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("trellis-proxy: cannot start the runtime: {e}");

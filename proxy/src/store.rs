@@ -72,6 +72,21 @@ pub struct Snapshot {
     pub not_ready: Option<String>,
     /// Where configs come from (`file:proxy.yaml`, `grpc:http://...`).
     pub source: String,
+    /// This proxy's mTLS identity, when it has one (or waits for one).
+    pub identity: IdentityStatus,
+}
+
+/// The certificate in force, as `/ready` and `/config` show it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IdentityStatus {
+    /// The SPIFFE id of the certificate in force.
+    pub id: Option<String>,
+    pub valid_until: Option<SystemTime>,
+    pub renew_at: Option<SystemTime>,
+    /// Why the proxy is not ready as far as its identity goes (no certificate yet).
+    pub not_ready: Option<String>,
+    /// The last renewal failure, kept until a renewal succeeds.
+    pub last_error: Option<String>,
 }
 
 impl Snapshot {
@@ -278,6 +293,17 @@ impl Store {
             let s = Arc::make_mut(s);
             s.outbound.remove(authority);
             s.rejected.remove(authority);
+        });
+    }
+
+    /// Records the state of the proxy's certificate.
+    pub fn set_identity(&self, status: IdentityStatus) {
+        self.inner.tx.send_if_modified(|s| {
+            if s.identity == status {
+                return false;
+            }
+            Arc::make_mut(s).identity = status;
+            true
         });
     }
 

@@ -22,7 +22,7 @@ use http::StatusCode;
 use crate::answer::{Failure, answer, grpc};
 use crate::body::{Req, Rsp};
 use crate::config::{Backend, Balancer};
-use crate::connect::{Connect, EndpointAddr};
+use crate::connect::{Connect, EndpointAddr, EndpointIdentity};
 use crate::outbound::{BackendChoice, Target};
 use crate::telemetry::{BackendLabel, Metrics};
 pub use endpoint::EndpointStats;
@@ -187,6 +187,9 @@ impl Balance {
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(&endpoint.in_flight);
         req.extensions_mut().insert(EndpointAddr(addr));
+        if let Some(id) = &backend.endpoints[i].identity {
+            req.extensions_mut().insert(EndpointIdentity(id.clone()));
+        }
         let start = Instant::now();
         let mut rsp = self.connect.send(req).await;
         drop(guard);

@@ -11,6 +11,7 @@ use regex::Regex;
 use trellis_proxy_api::v1 as api;
 
 use super::model::*;
+use crate::tls::SpiffeId;
 
 /// Why a config message was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -263,9 +264,17 @@ fn endpoint(e: api::Endpoint, field: &str) -> Result<Endpoint> {
     let Some(addr) = e.address else {
         return err(format!("{field}.address"), "required");
     };
+    let identity = if e.identity.is_empty() {
+        None
+    } else {
+        match e.identity.parse::<SpiffeId>() {
+            Ok(id) => Some(Arc::new(id)),
+            Err(not) => return err(format!("{field}.identity"), not.to_string()),
+        }
+    };
     Ok(Endpoint {
         address: socket_address(&addr, &format!("{field}.address"))?,
-        identity: Some(e.identity).filter(|i| !i.is_empty()),
+        identity,
         labels: e.labels,
     })
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use http::{HeaderName, Method};
 use regex::Regex;
 
+use crate::tls::SpiffeId;
+
 /// Protocol of a destination or port, as far as the control plane knows it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Protocol {
@@ -83,8 +85,8 @@ pub struct Backend {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     pub address: SocketAddr,
-    /// SPIFFE id the endpoint must prove; `None`: plaintext.
-    pub identity: Option<String>,
+    /// SPIFFE id the endpoint must prove over mTLS; `None`: plaintext.
+    pub identity: Option<Arc<SpiffeId>>,
     pub labels: HashMap<String, String>,
 }
 

@@ -18,6 +18,7 @@ use tower::util::BoxCloneSyncService;
 
 use crate::body::{Req, Rsp};
 use crate::connect::{Connect, EndpointAddr};
+use crate::listen::OriginalDst;
 use crate::outbound::HttpStack;
 use crate::telemetry::{BackendLabel, Direction, Metrics, TelemetryLayer};
 
@@ -36,7 +37,8 @@ pub fn stack(
     BoxCloneSyncService::new(stack)
 }
 
-/// Sends every request to the app.
+/// Sends every request to the app: to the address the client called when intercepted
+/// (so an app listening on loopback only is not exposed, as with Istio), else to `app`.
 #[derive(Clone)]
 pub struct Forward {
     app: SocketAddr,
@@ -45,11 +47,15 @@ pub struct Forward {
 
 impl Forward {
     async fn handle(self, mut req: Req) -> Rsp {
-        req.extensions_mut().insert(EndpointAddr(self.app));
+        let target = req
+            .extensions()
+            .get::<OriginalDst>()
+            .map_or(self.app, |o| o.0);
+        req.extensions_mut().insert(EndpointAddr(target));
         let mut rsp = self.connect.send(req).await;
         rsp.extensions_mut().insert(BackendLabel {
             backend: "app".into(),
-            endpoint: Some(self.app),
+            endpoint: Some(target),
         });
         rsp
     }

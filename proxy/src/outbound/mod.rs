@@ -12,6 +12,7 @@
 mod budget;
 mod fault;
 mod mirror;
+pub mod opaque;
 mod rate_limit;
 mod retry;
 mod route;

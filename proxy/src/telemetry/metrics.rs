@@ -15,11 +15,14 @@ pub struct Metrics {
     pub ejections: IntCounterVec,
     pub mirrored: IntCounterVec,
     pub tcp_connections: IntCounterVec,
+    pub tls_handshake_failures: IntCounterVec,
     pub tcp_open: IntGaugeVec,
     pub tcp_read_bytes: IntCounterVec,
     pub tcp_write_bytes: IntCounterVec,
     pub config_updates: IntCounterVec,
     pub inbound_denied: IntCounterVec,
+    pub identity_certify: IntCounterVec,
+    pub identity_expiry: prometheus::Gauge,
 }
 
 /// Buckets of `trellis_request_duration_seconds`.
@@ -49,6 +52,8 @@ impl Metrics {
                 "status_code",
                 "grpc_status",
                 "classification",
+                "tls",
+                "peer_identity",
             ],
         );
         let request_duration = HistogramVec::new(
@@ -91,8 +96,13 @@ impl Metrics {
         );
         let tcp_connections = counter(
             "trellis_tcp_connections_total",
-            "Accepted connections, by detected protocol",
-            &["direction", "protocol"],
+            "Accepted connections, by detected protocol; tls and peer_identity describe the meshed hop (inbound: the client's mTLS; outbound opaque: the mTLS to the endpoint)",
+            &["direction", "protocol", "tls", "peer_identity"],
+        );
+        let tls_handshake_failures = counter(
+            "trellis_tls_handshake_failures_total",
+            "mTLS handshakes that failed (inbound: a client the proxy refused; outbound: an endpoint that did not prove its identity)",
+            &["direction"],
         );
         let tcp_open = IntGaugeVec::new(
             Opts::new("trellis_tcp_open_connections", "Connections open now"),
@@ -122,8 +132,23 @@ impl Metrics {
             "Inbound requests and connections the inbound policy denied, by reason",
             &["port", "reason"],
         );
+        let identity_certify = counter(
+            "trellis_identity_certify_total",
+            "Certificates requested from the Identity API, by result (issued, failed)",
+            &["result"],
+        );
+        let identity_expiry = prometheus::Gauge::new(
+            "trellis_identity_certificate_expiry_timestamp_seconds",
+            "When the certificate in force expires (Unix time)",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(identity_expiry.clone()))
+            .expect("unique metric");
         Self {
             registry,
+            identity_certify,
+            identity_expiry,
             requests,
             request_duration,
             retries,
@@ -131,6 +156,7 @@ impl Metrics {
             ejections,
             mirrored,
             tcp_connections,
+            tls_handshake_failures,
             tcp_open,
             tcp_read_bytes,
             tcp_write_bytes,

@@ -119,6 +119,7 @@ impl<S: crate::svc::Http> Service<Req> for Telemetry<S> {
         let start = Instant::now();
         let layer = self.layer.clone();
         let log = layer.access_log.then(|| observe::LogFields::of(&req));
+        let client = req.extensions().get::<PeerIdentity>().cloned();
         let fut = self.inner.call(req);
         Box::pin(async move {
             let rsp = fut.await?;
@@ -136,6 +137,13 @@ impl<S: crate::svc::Http> Service<Req> for Telemetry<S> {
                     .get::<AuthorizationLabel>()
                     .map(|a| a.0.clone()),
                 proxy_error: parts.headers.contains_key(crate::answer::PROXY_ERROR),
+                // Inbound: the client's identity; outbound: the endpoint's, once proven.
+                peer: parts
+                    .extensions
+                    .get::<PeerIdentity>()
+                    .cloned()
+                    .or(client)
+                    .and_then(|p| p.0),
                 log,
             };
             Ok(Rsp::from_parts(

@@ -53,6 +53,8 @@ pub struct Exchange {
     /// Inbound: the authorization that allowed the request.
     pub authorization: Option<Arc<str>>,
     pub proxy_error: bool,
+    /// The other end's SPIFFE id on the meshed hop (mTLS); `None`: plaintext.
+    pub peer: Option<Arc<str>>,
     pub log: Option<LogFields>,
 }
 
@@ -78,6 +80,8 @@ impl Exchange {
                 self.status.as_str(),
                 &grpc_label,
                 classification,
+                if self.peer.is_some() { "true" } else { "false" },
+                self.peer.as_deref().unwrap_or(""),
             ])
             .inc();
         self.metrics
@@ -105,6 +109,7 @@ impl Exchange {
                 "duration_ms": elapsed.as_secs_f64() * 1000.0,
                 "trace_id": log.trace_id,
                 "authorization": self.authorization.as_deref(),
+                "peer_identity": self.peer.as_deref(),
             });
             crate::telemetry::observe::print_line(&line.to_string());
         }

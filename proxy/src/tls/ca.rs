@@ -78,6 +78,19 @@ impl Ca {
         params.signed_by(public_key, &self.issuer)
     }
 
+    /// Signs a certificate signing request (PKCS#10, DER) for `id`: the request's signature
+    /// proves its key; its own names are ignored, the leaf names `id` only (the caller has
+    /// checked the token proving `id`).
+    pub fn certify(
+        &self,
+        id: &SpiffeId,
+        csr: &[u8],
+        lifetime: Duration,
+    ) -> Result<rcgen::Certificate, rcgen::Error> {
+        let request = rcgen::CertificateSigningRequestParams::from_der(&csr.to_vec().into())?;
+        self.issue(id, &request.public_key, lifetime)
+    }
+
     /// A fresh key and a leaf for `id`, both PEM-encoded (for files and tests).
     pub fn issue_pem(&self, id: &SpiffeId, lifetime: Duration) -> Result<IssuedPem, rcgen::Error> {
         let key = KeyPair::generate()?;

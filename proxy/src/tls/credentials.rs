@@ -28,14 +28,25 @@ impl Credentials {
         let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| TlsError::pem("certificate", e))?;
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+            .map_err(|e| TlsError::pem("private key", e))?;
+        let roots = CertificateDer::pem_slice_iter(roots.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::pem("roots", e))?;
+        Self::new(chain, key, roots)
+    }
+
+    /// From DER: `chain` (leaf then intermediates), `key`, `roots` (one or more).
+    pub fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        roots: Vec<CertificateDer<'static>>,
+    ) -> Result<Self, TlsError> {
         let leaf = chain
             .first()
             .ok_or_else(|| TlsError::pem("certificate", "no CERTIFICATE block"))?;
-        let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
-            .map_err(|e| TlsError::pem("private key", e))?;
         let mut store = RootCertStore::empty();
-        for root in CertificateDer::pem_slice_iter(roots.as_bytes()) {
-            let root = root.map_err(|e| TlsError::pem("roots", e))?;
+        for root in roots {
             store.add(root).map_err(|e| TlsError::pem("roots", e))?;
         }
         if store.is_empty() {

@@ -12,6 +12,7 @@
 
 mod ca;
 mod credentials;
+mod hello;
 mod spiffe;
 mod verify;
 
@@ -23,6 +24,7 @@ use rustls::{ClientConfig, ServerConfig};
 
 pub use ca::{Ca, IssuedPem};
 pub use credentials::{Credentials, leaf_identity};
+pub use hello::{Hello, classify};
 pub use spiffe::{NotSpiffe, SpiffeId};
 pub use verify::{IdentityMismatch, SpiffeServerVerifier};
 
@@ -40,6 +42,8 @@ pub enum TlsError {
         "the certificate carries no SPIFFE id (URI SAN spiffe://<trust-domain>/ns/<ns>/sa/<sa>)"
     )]
     NoIdentity,
+    #[error("this proxy has no certificate yet (waiting for the Identity API)")]
+    NoCertificate,
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
     #[error("TLS configuration: {0}")]
@@ -55,9 +59,10 @@ impl TlsError {
     }
 }
 
-/// The credentials in force and the configs built from them.
+/// The credentials in force and the configs built from them; empty until the first
+/// certificate arrives ([`Tls::pending`]).
 pub struct Tls {
-    state: RwLock<State>,
+    state: RwLock<Option<State>>,
 }
 
 struct State {
@@ -73,41 +78,49 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 impl Tls {
     pub fn new(credentials: Credentials) -> Result<Self, TlsError> {
         Ok(Self {
-            state: RwLock::new(State::new(credentials)?),
+            state: RwLock::new(Some(State::new(credentials)?)),
         })
     }
 
-    /// Puts renewed credentials (or rotated roots) in force for new handshakes.
+    /// No certificate yet: handshakes fail until [`Tls::update`].
+    pub fn pending() -> Self {
+        Self {
+            state: RwLock::new(None),
+        }
+    }
+
+    /// Puts renewed credentials (or rotated roots) in force for new handshakes; connections
+    /// already open keep theirs.
     pub fn update(&self, credentials: Credentials) -> Result<(), TlsError> {
         let state = State::new(credentials)?;
-        *self.state.write().expect("tls lock") = state;
+        *self.state.write().expect("tls lock") = Some(state);
         Ok(())
     }
 
-    pub fn identity(&self) -> SpiffeId {
-        self.state
-            .read()
-            .expect("tls lock")
-            .credentials
-            .identity
-            .clone()
+    pub fn identity(&self) -> Option<SpiffeId> {
+        self.credentials().map(|c| c.identity.clone())
     }
 
-    pub fn credentials(&self) -> Arc<Credentials> {
-        self.state.read().expect("tls lock").credentials.clone()
+    pub fn credentials(&self) -> Option<Arc<Credentials>> {
+        let state = self.state.read().expect("tls lock");
+        state.as_ref().map(|s| s.credentials.clone())
     }
 
     /// The server side: requires a client certificate from the trusted roots.
-    pub fn server_config(&self) -> Arc<ServerConfig> {
-        self.state.read().expect("tls lock").server.clone()
+    pub fn server_config(&self) -> Option<Arc<ServerConfig>> {
+        let state = self.state.read().expect("tls lock");
+        state.as_ref().map(|s| s.server.clone())
     }
 
     /// The client side towards an endpoint that must prove `expected`.
     pub fn client_config(&self, expected: &SpiffeId) -> Result<Arc<ClientConfig>, TlsError> {
-        if let Some(c) = self.state.read().expect("tls lock").clients.get(expected) {
+        if let Some(state) = &*self.state.read().expect("tls lock")
+            && let Some(c) = state.clients.get(expected)
+        {
             return Ok(c.clone());
         }
         let mut state = self.state.write().expect("tls lock");
+        let state = state.as_mut().ok_or(TlsError::NoCertificate)?;
         let config = Arc::new(client_config(&state.credentials, expected)?);
         state.clients.insert(expected.clone(), config.clone());
         Ok(config)

@@ -2,6 +2,10 @@
 //! ([`EndpointAddr`]) over a pooled connection: HTTP/1.1 for HTTP/1 requests, HTTP/2 for
 //! HTTP/2 and gRPC requests, so trailers and streaming pass through unchanged.
 //! `Upgrade` requests (WebSocket) are joined end to end once the endpoint answers 101.
+//! A meshed endpoint ([`EndpointIdentity`]) is reached over mTLS ([`mesh`]) and the
+//! response says whom it came from ([`PeerIdentity`]).
+
+pub mod mesh;
 
 use std::error::Error as _;
 use std::net::SocketAddr;
@@ -16,10 +20,17 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use crate::answer::{Failure, answer_for, grpc, is_grpc};
 use crate::body::{self, Body, Req, Rsp};
 use crate::outbound::is_upgrade;
+use crate::telemetry::PeerIdentity;
+use crate::tls::{SpiffeId, Tls};
+use mesh::{Expected, MeshConnector};
 
 /// The endpoint a request goes to (set by balance, or by the inbound stack).
 #[derive(Clone, Copy, Debug)]
 pub struct EndpointAddr(pub SocketAddr);
+
+/// The identity the chosen endpoint must prove (set by balance for meshed endpoints).
+#[derive(Clone, Debug)]
+pub struct EndpointIdentity(pub Arc<SpiffeId>);
 
 /// Pooled clients for both HTTP versions. Cheap to clone (every layer above holds one).
 #[derive(Clone)]
@@ -28,15 +39,26 @@ pub struct Connect {
 }
 
 struct Clients {
-    http1: Client<HttpConnector, Body>,
-    http2: Client<HttpConnector, Body>,
+    http1: Client<MeshConnector, Body>,
+    http2: Client<MeshConnector, Body>,
+    expected: Expected,
 }
 
 impl Connect {
-    pub fn new(connect_timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
+    /// `tls`: this proxy's identity, for meshed endpoints; `None`: requests to meshed
+    /// endpoints fail with a 502 that says so.
+    pub fn new(connect_timeout: Duration, tls: Option<Arc<Tls>>) -> Self {
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(connect_timeout));
+        tcp.enforce_http(false);
+        let expected = Expected::default();
+        let connector = MeshConnector {
+            tcp,
+            tls,
+            expected: expected.clone(),
+            handshake_timeout: connect_timeout,
+        };
         let http1 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector.clone());
@@ -45,7 +67,11 @@ impl Connect {
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
         Self {
-            clients: Arc::new(Clients { http1, http2 }),
+            clients: Arc::new(Clients {
+                http1,
+                http2,
+                expected,
+            }),
         }
     }
 
@@ -60,12 +86,23 @@ impl Connect {
                 "no endpoint was chosen for the request",
             );
         };
+        let identity = req
+            .extensions()
+            .get::<EndpointIdentity>()
+            .map(|i| i.0.clone());
+        let scheme = match &identity {
+            Some(id) => {
+                self.expect(addr, id);
+                "https"
+            }
+            None => "http",
+        };
         let path = req
             .uri()
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
-        *req.uri_mut() = match format!("http://{addr}{path}").parse() {
+        *req.uri_mut() = match format!("{scheme}://{addr}{path}").parse() {
             Ok(uri) => uri,
             Err(_) => {
                 return answer_for(
@@ -103,6 +140,10 @@ impl Connect {
                 } else {
                     strip_hop_by_hop(rsp.headers_mut(), false);
                 }
+                if let Some(id) = identity {
+                    rsp.extensions_mut()
+                        .insert(PeerIdentity(Some(id.to_string().into())));
+                }
                 rsp.map(body::boxed)
             }
             Err(e) => {
@@ -126,6 +167,24 @@ impl Connect {
                     &reason,
                 )
             }
+        }
+    }
+}
+
+impl Connect {
+    /// Records the identity `addr` must prove, for the connector.
+    fn expect(&self, addr: SocketAddr, id: &Arc<SpiffeId>) {
+        let expected = &self.clients.expected;
+        let known = expected
+            .read()
+            .expect("expected identities lock")
+            .get(&addr)
+            .is_some_and(|known| known == id);
+        if !known {
+            expected
+                .write()
+                .expect("expected identities lock")
+                .insert(addr, id.clone());
         }
     }
 }
