@@ -173,11 +173,38 @@ impl Http1Conn {
         Self::handshake_on(stream).await
     }
 
+    /// Connects to a proxy's inbound listener over mTLS as a meshed peer does: `tls`
+    /// proves our identity, the server must prove `expected` (a SPIFFE id).
+    pub async fn connect_mtls(
+        addr: SocketAddr,
+        tls: &trellis_proxy::tls::Tls,
+        expected: &str,
+    ) -> anyhow::Result<Self> {
+        let expected = expected.parse()?;
+        let stream = trellis_proxy::connect::mesh::connect_tls(
+            Some(tls),
+            addr,
+            &expected,
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("mTLS to {addr}: {e}"))?;
+        let local = stream.get_ref().0.local_addr()?;
+        Self::handshake_io(stream, local).await
+    }
+
     /// Speaks HTTP/1.1 on a connection already made.
     pub async fn handshake_on(stream: TcpStream) -> anyhow::Result<Self> {
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        Self::handshake_io(stream, local).await
+    }
+
+    async fn handshake_io<I>(io: I, local: SocketAddr) -> anyhow::Result<Self>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
         let task = tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });

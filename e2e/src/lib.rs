@@ -71,6 +71,7 @@ pub mod client;
 pub mod config;
 pub mod control_plane;
 pub mod grpc;
+pub mod identity;
 pub mod inbound_config;
 pub mod metrics;
 pub mod netns;

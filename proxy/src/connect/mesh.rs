@@ -25,7 +25,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::body::BoxError;
-use crate::tls::{SpiffeId, Tls};
+use crate::tls::{IdentityMismatch, SpiffeId, Tls};
 
 /// Identities expected at meshed addresses.
 pub type Expected = Arc<RwLock<HashMap<SocketAddr, Arc<SpiffeId>>>>;
@@ -116,8 +116,25 @@ async fn handshake(
     let stream = tokio::time::timeout(timeout, connecting)
         .await
         .map_err(|_| format!("the mTLS handshake took longer than {timeout:?}"))?
-        .map_err(|e| format!("mTLS handshake: {e}"))?;
+        .map_err(|e| format!("mTLS handshake: {}", describe(&e)))?;
     Ok(stream)
+}
+
+/// A handshake error in words: an identity mismatch says who answered and who was
+/// expected, rather than rustls' debug form.
+fn describe(e: &io::Error) -> String {
+    use rustls::{CertificateError, Error};
+    let rustls_error = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>());
+    if let Some(Error::InvalidCertificate(CertificateError::Other(other))) = rustls_error
+        && let Some(mismatch) = other.0.downcast_ref::<IdentityMismatch>()
+    {
+        return mismatch.to_string();
+    }
+    match rustls_error {
+        Some(Error::InvalidCertificate(c)) => format!("the peer's certificate is refused: {c:?}"),
+        Some(other) => other.to_string(),
+        None => e.to_string(),
+    }
 }
 
 /// A connection to an endpoint: plain TCP or mTLS.

@@ -1,0 +1,449 @@
+//! mTLS between two real proxies, as between two meshed pods:
+//!
+//! ```text
+//! client --HTTP--> client proxy (outbound) --mTLS, ALPN trellis.dev/mtls/1--> server proxy
+//!                                                        (inbound: authorize) --HTTP--> app
+//! ```
+//!
+//! Certificates come from a test CA ([`Pki`]) through `--identity-dir`; the Identity API
+//! path (CSR, renewal) is in `proxy_identity.rs`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use trellis_e2e::backend::Backend;
+use trellis_e2e::client::{Http1Conn, Http2Conn, Reply, get_request};
+use trellis_e2e::config::{Destination, route};
+use trellis_e2e::identity::{Pki, spiffe};
+use trellis_e2e::inbound_config::{InboundPolicy, authorization, meshed, unmeshed, yaml};
+use trellis_e2e::metrics;
+use trellis_e2e::proxy::Proxy;
+use trellis_proxy::tls::{Credentials, Tls};
+
+const HOUR: Duration = Duration::from_secs(3600);
+const API: &str = "api.shop.test";
+
+fn web() -> String {
+    spiffe("shop", "web")
+}
+
+fn api() -> String {
+    spiffe("shop", "api")
+}
+
+/// The client proxy's config: `API` goes to one meshed endpoint, `server` proving `identity`.
+fn client_config(server: SocketAddr, identity: &str) -> String {
+    let endpoint = json!({
+        "address": {"ip": server.ip().to_string(), "port": server.port()},
+        "identity": identity,
+    });
+    let dest = Destination::new(API)
+        .route(route("default", &[("api", 1)]))
+        .backend(json!({"name": "api", "endpoints": [endpoint]}));
+    yaml(&[dest], &InboundPolicy::allow())
+}
+
+struct Mesh {
+    app: Backend,
+    server: Proxy,
+    client: Proxy,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+/// An app behind a server proxy with `api`'s identity and `policy`, and a client proxy
+/// with `client_id` (issued by `client_pki`) that expects the server to be `expect`.
+async fn mesh_with(
+    pki: &Pki,
+    client_pki: &Pki,
+    client_id: &str,
+    expect: &str,
+    policy: impl FnOnce(u16) -> InboundPolicy,
+) -> Mesh {
+    let app = Backend::start("app").await;
+    let server_dir = pki.identity_dir(&api(), HOUR);
+    let server = Proxy::builder()
+        .config(&yaml(&[], &policy(app.addr().port())))
+        .inbound_target(app.addr())
+        .arg("--identity-dir")
+        .arg(server_dir.path())
+        .access_log()
+        .start()
+        .await
+        .unwrap();
+    let client_dir = client_pki.identity_dir(client_id, HOUR);
+    let client = Proxy::builder()
+        .config(&client_config(server.inbound, expect))
+        .arg("--identity-dir")
+        .arg(client_dir.path())
+        .start()
+        .await
+        .unwrap();
+    Mesh {
+        app,
+        server,
+        client,
+        _dirs: vec![server_dir, client_dir],
+    }
+}
+
+/// `api` lets `web` in on the app's port, for every request.
+fn web_allowed(port: u16) -> InboundPolicy {
+    InboundPolicy::deny().port(meshed(port).authorization(authorization("web", &[&web()], &[])))
+}
+
+async fn mesh() -> Mesh {
+    let pki = Pki::new();
+    mesh_with(&pki, &pki, &web(), &api(), web_allowed).await
+}
+
+async fn call(proxy: &Proxy, path: &str) -> Reply {
+    Http1Conn::connect(proxy.outbound)
+        .await
+        .unwrap()
+        .get(API, path)
+        .await
+        .unwrap()
+}
+
+async fn sum(proxy: &Proxy, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics::sum(&proxy.metrics().await.unwrap(), name, labels)
+}
+
+async fn denied(proxy: &Proxy, port: u16, reason: &str) -> f64 {
+    let port = port.to_string();
+    sum(
+        proxy,
+        "trellis_inbound_denied_total",
+        &[("port", &port), ("reason", reason)],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meshed_call_is_mutually_authenticated_and_each_side_sees_the_other() {
+    let m = mesh().await;
+
+    let reply = call(&m.client, "/orders").await;
+
+    assert_eq!(reply.status, 200, "{reply}");
+    assert_eq!(m.app.count(), 1);
+    // The client proxy proved the server is api; the server proxy read web from the
+    // client's certificate.
+    let api = api();
+    let outbound = [
+        ("direction", "outbound"),
+        ("tls", "true"),
+        ("peer_identity", api.as_str()),
+    ];
+    assert_eq!(
+        sum(&m.client, "trellis_requests_total", &outbound).await,
+        1.0
+    );
+    let web = web();
+    let inbound = [
+        ("direction", "inbound"),
+        ("tls", "true"),
+        ("peer_identity", web.as_str()),
+        ("status_code", "200"),
+    ];
+    assert_eq!(
+        sum(&m.server, "trellis_requests_total", &inbound).await,
+        1.0
+    );
+    let mtls_connections = [("direction", "inbound"), ("tls", "true")];
+    assert_eq!(
+        sum(
+            &m.server,
+            "trellis_tcp_connections_total",
+            &mtls_connections
+        )
+        .await,
+        1.0,
+        "one mTLS connection, HTTP detected inside it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_travels_over_mtls_and_is_detected_inside_the_tunnel() {
+    let m = mesh().await;
+    let mut conn = Http2Conn::connect(m.client.outbound).await.unwrap();
+
+    let reply = conn.get(API, "/h2").await.unwrap();
+
+    assert_eq!(reply.status, 200, "{reply}");
+    let inbound = [
+        ("direction", "inbound"),
+        ("tls", "true"),
+        ("protocol", "http2"),
+    ];
+    assert_eq!(
+        sum(&m.server, "trellis_tcp_connections_total", &inbound).await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_client_cannot_reach_a_port_that_requires_mtls() {
+    let m = mesh().await;
+    let port = m.app.addr().port();
+
+    let mut plain = Http1Conn::connect(m.server.inbound).await.unwrap();
+    let reply = plain.get(API, "/orders").await.unwrap();
+
+    assert!(reply.is_proxy_answer(403), "{reply}");
+    assert_eq!(reply.proxy_error().as_deref(), Some("unauthenticated"));
+    assert_eq!(m.app.count(), 0);
+    assert_eq!(denied(&m.server, port, "unauthenticated").await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_proving_another_identity_is_refused_by_the_client_proxy() {
+    let pki = Pki::new();
+    // The control plane says the endpoint is `db`; the server proves `api`.
+    let db = spiffe("shop", "db");
+    let m = mesh_with(&pki, &pki, &web(), &db, web_allowed).await;
+
+    let reply = call(&m.client, "/orders").await;
+
+    assert!(reply.is_proxy_answer(502), "{reply}");
+    let error = reply.proxy_error().unwrap_or_default();
+    assert!(
+        error.contains(&api()) && error.contains(&db),
+        "names who answered and who was expected: {error}"
+    );
+    assert_eq!(m.app.count(), 0, "no request reached the app");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_from_another_ca_is_refused_by_the_server_proxy() {
+    let pki = Pki::new();
+    let stranger = Pki::new();
+    let client_dir = stranger.identity_dir(&web(), HOUR);
+    // The client trusts the server's CA (so only the server can refuse).
+    stranger.write_identity(client_dir.path(), &web(), HOUR, &[pki.root_pem()]);
+    let m = mesh_with(&pki, &pki, &web(), &api(), web_allowed).await;
+    let client = Proxy::builder()
+        .config(&client_config(m.server.inbound, &api()))
+        .arg("--identity-dir")
+        .arg(client_dir.path())
+        .start()
+        .await
+        .unwrap();
+
+    let reply = call(&client, "/orders").await;
+
+    assert!(reply.is_proxy_answer(502), "{reply}");
+    assert_eq!(m.app.count(), 0);
+    let failures = [("direction", "inbound")];
+    assert_eq!(
+        sum(&m.server, "trellis_tls_handshake_failures_total", &failures).await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_and_new_roots_are_trusted_together_while_roots_rotate() {
+    let old = Pki::new();
+    let new = Pki::new();
+    // The server already has a certificate from the new root; the client still has one
+    // from the old root. Both trust both roots.
+    let app = Backend::start("app").await;
+    let server_dir = new.identity_dir(&api(), HOUR);
+    new.write_identity(server_dir.path(), &api(), HOUR, &[old.root_pem()]);
+    let server = Proxy::builder()
+        .config(&yaml(&[], &web_allowed(app.addr().port())))
+        .inbound_target(app.addr())
+        .arg("--identity-dir")
+        .arg(server_dir.path())
+        .start()
+        .await
+        .unwrap();
+    let client_dir = old.identity_dir(&web(), HOUR);
+    old.write_identity(client_dir.path(), &web(), HOUR, &[new.root_pem()]);
+    let client = Proxy::builder()
+        .config(&client_config(server.inbound, &api()))
+        .arg("--identity-dir")
+        .arg(client_dir.path())
+        .start()
+        .await
+        .unwrap();
+
+    assert_eq!(call(&client, "/").await.status, 200);
+
+    // The old root is retired: the server re-reads its files and refuses the old client.
+    new.write_identity(server_dir.path(), &api(), HOUR, &[]);
+    let mut refused = None;
+    for _ in 0..60 {
+        // A fresh client proxy, so a new handshake is made.
+        let probe = Proxy::builder()
+            .config(&client_config(server.inbound, &api()))
+            .arg("--identity-dir")
+            .arg(client_dir.path())
+            .start()
+            .await
+            .unwrap();
+        let reply = call(&probe, "/").await;
+        if reply.status == 502 {
+            refused = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused.is_some(), "the old root stopped being trusted");
+}
+
+/// Each authorization outcome for meshed and plaintext clients: the status, the reason
+/// and the metric increment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_authorization_outcome_has_its_status_reason_and_metric() {
+    let pki = Pki::new();
+    let client_tls = |id: &str| {
+        let dir = pki.identity_dir(id, HOUR);
+        Arc::new(Tls::new(Credentials::load(dir.path()).unwrap()).unwrap())
+    };
+    let web_tls = client_tls(&web());
+    let batch_tls = client_tls(&spiffe("shop", "batch"));
+
+    struct Case {
+        name: &'static str,
+        policy: fn(u16) -> InboundPolicy,
+        client: Option<usize>,
+        path: &'static str,
+        status: u16,
+        reason: Option<&'static str>,
+    }
+    let cases = [
+        Case {
+            name: "allowed identity",
+            policy: |p| {
+                InboundPolicy::deny().port(meshed(p).authorization(authorization(
+                    "web",
+                    &[&web()],
+                    &[],
+                )))
+            },
+            client: Some(0),
+            path: "/orders",
+            status: 200,
+            reason: None,
+        },
+        Case {
+            name: "identity not allowed",
+            policy: |p| {
+                InboundPolicy::deny().port(meshed(p).authorization(authorization(
+                    "web",
+                    &[&web()],
+                    &[],
+                )))
+            },
+            client: Some(1),
+            path: "/orders",
+            status: 403,
+            reason: Some("identity_not_allowed"),
+        },
+        Case {
+            name: "route not allowed",
+            policy: |p| {
+                InboundPolicy::deny().port(meshed(p).authorization(authorization(
+                    "web",
+                    &[&web()],
+                    &["/public"],
+                )))
+            },
+            client: Some(0),
+            path: "/admin",
+            status: 403,
+            reason: Some("route_not_allowed"),
+        },
+        Case {
+            name: "port not allowed",
+            policy: |p| {
+                InboundPolicy::deny().port(meshed(p + 1).authorization(authorization(
+                    "web",
+                    &[&web()],
+                    &[],
+                )))
+            },
+            client: Some(0),
+            path: "/orders",
+            status: 403,
+            reason: Some("port_not_allowed"),
+        },
+        Case {
+            name: "unmeshed allowed",
+            policy: |p| InboundPolicy::deny().port(unmeshed(p)),
+            client: None,
+            path: "/orders",
+            status: 200,
+            reason: None,
+        },
+        Case {
+            name: "unmeshed denied",
+            policy: |p| InboundPolicy::deny().port(meshed(p)),
+            client: None,
+            path: "/orders",
+            status: 403,
+            reason: Some("unauthenticated"),
+        },
+        Case {
+            name: "permissive, meshed",
+            policy: |_| InboundPolicy::allow(),
+            client: Some(1),
+            path: "/orders",
+            status: 200,
+            reason: None,
+        },
+        Case {
+            name: "permissive, plaintext",
+            policy: |_| InboundPolicy::allow(),
+            client: None,
+            path: "/orders",
+            status: 200,
+            reason: None,
+        },
+    ];
+    let clients = [web_tls, batch_tls];
+    for case in cases {
+        let app = Backend::start("app").await;
+        let port = app.addr().port();
+        let dir = pki.identity_dir(&api(), HOUR);
+        let server = Proxy::builder()
+            .config(&yaml(&[], &(case.policy)(port)))
+            .inbound_target(app.addr())
+            .arg("--identity-dir")
+            .arg(dir.path())
+            .start()
+            .await
+            .unwrap();
+        let mut conn = match case.client {
+            Some(i) => Http1Conn::connect_mtls(server.inbound, &clients[i], &api())
+                .await
+                .unwrap(),
+            None => Http1Conn::connect(server.inbound).await.unwrap(),
+        };
+        let reply = conn.send(get_request(API, case.path)).await.unwrap();
+
+        assert_eq!(reply.status, case.status, "{}: {reply}", case.name);
+        let all_denials = sum(&server, "trellis_inbound_denied_total", &[]).await;
+        match case.reason {
+            None => {
+                assert_eq!(app.count(), 1, "{}", case.name);
+                assert_eq!(all_denials, 0.0, "{}", case.name);
+            }
+            Some(reason) => {
+                assert!(reply.is_proxy_answer(403), "{}: {reply}", case.name);
+                assert_eq!(
+                    reply.proxy_error().as_deref(),
+                    Some(reason),
+                    "{}",
+                    case.name
+                );
+                assert_eq!(app.count(), 0, "{}", case.name);
+                assert_eq!(denied(&server, port, reason).await, 1.0, "{}", case.name);
+                assert_eq!(all_denials, 1.0, "{}", case.name);
+            }
+        }
+    }
+}
