@@ -220,6 +220,15 @@ fn start_source(settings: &Settings, store: &Store, metrics: &Arc<Metrics>) -> a
                 }
                 .run(rx),
             );
+            tokio::spawn(
+                crate::discovery::InboundWatch {
+                    endpoint: endpoint.clone(),
+                    workload: workload.clone(),
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                }
+                .run(),
+            );
             tokio::spawn(probe_control_plane(endpoint, url.clone(), store.clone()));
         }
     }

@@ -1,15 +1,21 @@
-//! The gRPC Discovery client: on-demand `WatchOutbound` subscriptions.
+//! On-demand `WatchOutbound` subscriptions: one watch task per destination the proxy's own
+//! traffic needs.
 //!
 //! ```text
-//! route layer: authority never seen --subscribe--> Discovery (one task)
-//!    -> one watch task per authority: connect, send {workload, authority}, then for each
+//! route layer: destination never seen --subscribe--> Discovery (one task)
+//!    -> one watch task per destination: connect, send {workload, target}, then for each
 //!       OutboundConfig: Store::apply -> ack {applied} | NACK {version, reason}
-//!    -> stream broken / control plane away: keep the last good config, reconnect with
-//!       jittered exponential backoff
+//!    -> stream broken / control plane away: keep the last good config, reconnect
 //!    -> not used for `idle` -> unsubscribed and dropped
 //! ```
+//!
+//! A destination is named by its authority (`web.shop:80`), or, when the key is a socket
+//! address (`10.0.0.5:8080`, `[fd00::1]:80`: an intercepted connection, or a request
+//! without a Host), by its `original_destination`, so the control plane resolves it by
+//! address.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +25,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 use trellis_proxy_api::v1 as api;
 
+use super::{Backoff, acknowledge};
 use crate::store::Store;
 use crate::telemetry::Metrics;
-
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Discovery {
@@ -73,28 +77,22 @@ impl Discovery {
         });
     }
 
-    /// Keeps one authority's config current for as long as the task lives.
+    /// Keeps one destination's config current for as long as the task lives.
     async fn watch(self, authority: String) {
-        let mut failures = 0u32;
+        let mut backoff = Backoff::default();
         loop {
-            match self.stream(&authority, &mut failures).await {
-                Ok(()) => {}
-                Err(e) if failures == 0 => {
-                    eprintln!(
-                        "trellis-proxy: discovery of {authority}: {e}; keeping the last good config and reconnecting"
-                    );
-                }
-                Err(_) => {}
+            if let Err(e) = self.stream(&authority, &mut backoff).await
+                && backoff.is_first_failure()
+            {
+                eprintln!(
+                    "trellis-proxy: discovery of {authority}: {e}; keeping the last good config and reconnecting"
+                );
             }
-            failures = failures.saturating_add(1);
-            let ceiling = BACKOFF_BASE
-                .saturating_mul(1 << failures.min(10))
-                .min(BACKOFF_MAX);
-            tokio::time::sleep(ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
+            backoff.wait().await;
         }
     }
 
-    async fn stream(&self, authority: &str, failures: &mut u32) -> Result<(), tonic::Status> {
+    async fn stream(&self, authority: &str, backoff: &mut Backoff) -> Result<(), tonic::Status> {
         let channel = self
             .endpoint
             .connect()
@@ -102,47 +100,23 @@ impl Discovery {
             .map_err(|e| tonic::Status::unavailable(format!("cannot connect: {e}")))?;
         let mut client = api::discovery_client::DiscoveryClient::new(channel);
         let (tx, rx) = mpsc::channel(4);
-        let first = api::OutboundRequest {
+        let request = |ack| api::OutboundRequest {
             workload: Some(self.workload.clone()),
-            target: Some(api::outbound_request::Target::Authority(
-                authority.to_owned(),
-            )),
-            ack: None,
+            target: Some(target(authority)),
+            ack,
         };
-        let _ = tx.send(first).await;
+        let _ = tx.send(request(None)).await;
         let mut configs = client
             .watch_outbound(ReceiverStream::new(rx))
             .await?
             .into_inner();
         while let Some(config) = configs.message().await? {
-            *failures = 0;
+            backoff.reset();
             let version = config.version.clone();
-            let result = match self.store.apply(authority, config) {
-                Ok(()) => {
-                    self.count("applied");
-                    api::ack::Result::Applied(version)
-                }
-                Err(e) => {
-                    self.count("rejected");
-                    eprintln!(
-                        "trellis-proxy: refused config {version} for {authority}: {e}; the last good config stays in force"
-                    );
-                    api::ack::Result::Rejected(api::Nack {
-                        version,
-                        reason: e.to_string(),
-                    })
-                }
-            };
-            let ack = api::OutboundRequest {
-                workload: Some(self.workload.clone()),
-                target: Some(api::outbound_request::Target::Authority(
-                    authority.to_owned(),
-                )),
-                ack: Some(api::Ack {
-                    result: Some(result),
-                }),
-            };
-            if tx.send(ack).await.is_err() {
+            let what = format!("config {version} for {authority}");
+            let applied = self.store.apply(authority, config);
+            let ack = acknowledge(&self.metrics, &what, version, applied);
+            if tx.send(request(Some(ack))).await.is_err() {
                 break;
             }
         }
@@ -150,11 +124,48 @@ impl Discovery {
             "the control plane ended the stream",
         ))
     }
+}
 
-    fn count(&self, result: &str) {
-        self.metrics
-            .config_updates
-            .with_label_values(&["grpc", result])
-            .inc();
+/// How a watch names its destination: a key that is a socket address (`10.0.0.5:8080`,
+/// `[fd00::1]:80`) as the original destination, resolved by address; anything else as the
+/// authority.
+fn target(key: &str) -> api::outbound_request::Target {
+    match key.parse::<SocketAddr>() {
+        Ok(addr) => api::outbound_request::Target::OriginalDestination(api::SocketAddress {
+            ip: addr.ip().to_string(),
+            port: u32::from(addr.port()),
+        }),
+        Err(_) => api::outbound_request::Target::Authority(key.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::outbound_request::Target;
+
+    fn by_address(ip: &str, port: u32) -> Target {
+        Target::OriginalDestination(api::SocketAddress {
+            ip: ip.into(),
+            port,
+        })
+    }
+
+    #[test]
+    fn a_socket_address_is_watched_as_the_original_destination() {
+        assert_eq!(target("10.0.0.5:8080"), by_address("10.0.0.5", 8080));
+        assert_eq!(target("[fd00::1]:80"), by_address("fd00::1", 80));
+    }
+
+    #[test]
+    fn a_name_is_watched_as_the_authority() {
+        for key in [
+            "web.shop",
+            "web.shop.svc.cluster.local:8080",
+            "10.0.0.5",
+            "fd00::1",
+        ] {
+            assert_eq!(target(key), Target::Authority(key.into()), "{key}");
+        }
     }
 }
