@@ -77,3 +77,4 @@ pub mod metrics;
 pub mod netns;
 pub mod proxy;
 pub mod serve;
+pub mod sidecar;
