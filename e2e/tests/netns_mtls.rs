@@ -37,6 +37,13 @@ fn meshed_destination(addr: &str, identity: &str) -> Destination {
         .backend(json!({"name": "b", "endpoints": [endpoint]}))
 }
 
+/// The HTTP status `pod` gets for `GET url` (curl).
+fn status_of(pod: &Pod, url: &str) -> String {
+    let format = "%{http_code}";
+    pod.run_ok(&["curl", "-s", "-o", "/dev/null", "-w", format, url])
+        .unwrap()
+}
+
 #[test]
 fn intercepted_traffic_between_pods_is_mtls_and_authorized_by_identity() {
     if !netns::available() || trellis_e2e::require_tool("python3").is_none() {
@@ -126,17 +133,7 @@ fn intercepted_traffic_between_pods_is_mtls_and_authorized_by_identity() {
     assert_eq!(body, "hello from api\n");
 
     // b's policy allows web GET / only: another path is refused by b's proxy.
-    let status = a
-        .run_ok(&[
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("http://{http_addr}/secret.html"),
-        ])
-        .unwrap();
+    let status = status_of(&a, &format!("http://{http_addr}/secret.html"));
     assert_eq!(status, "403", "{}", logs());
 
     // Opaque TCP to the echo port: mTLS too, authorized per connection.
@@ -197,16 +194,6 @@ fn intercepted_traffic_between_pods_is_mtls_and_authorized_by_identity() {
     );
 
     // A pod without a certificate (plaintext) cannot reach b's meshed ports.
-    let status = c
-        .run_ok(&[
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("http://10.77.1.2:{HTTP_PORT}/"),
-        ])
-        .unwrap();
+    let status = status_of(&c, &format!("http://10.77.1.2:{HTTP_PORT}/"));
     assert_eq!(status, "403", "{}", logs());
 }

@@ -294,6 +294,42 @@ async fn old_and_new_roots_are_trusted_together_while_roots_rotate() {
     assert!(refused.is_some(), "the old root stopped being trusted");
 }
 
+/// Who calls in the authorization table.
+#[derive(Clone, Copy)]
+enum Client {
+    /// Meshed, `shop/web`.
+    Web,
+    /// Meshed, `shop/batch`.
+    Batch,
+    /// Plaintext.
+    Plain,
+}
+use Client::{Batch, Plain, Web};
+
+fn web_public_only(port: u16) -> InboundPolicy {
+    InboundPolicy::deny().port(meshed(port).authorization(authorization(
+        "web",
+        &[&web()],
+        &["/public"],
+    )))
+}
+
+fn web_on_another_port(port: u16) -> InboundPolicy {
+    web_allowed(port + 1)
+}
+
+fn unmeshed_port(port: u16) -> InboundPolicy {
+    InboundPolicy::deny().port(unmeshed(port))
+}
+
+fn meshed_port(port: u16) -> InboundPolicy {
+    InboundPolicy::deny().port(meshed(port))
+}
+
+fn permissive(_: u16) -> InboundPolicy {
+    InboundPolicy::allow()
+}
+
 /// Each authorization outcome for meshed and plaintext clients: the status, the reason
 /// and the metric increment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,143 +342,83 @@ async fn every_authorization_outcome_has_its_status_reason_and_metric() {
     let web_tls = client_tls(&web());
     let batch_tls = client_tls(&spiffe("shop", "batch"));
 
-    struct Case {
-        name: &'static str,
-        policy: fn(u16) -> InboundPolicy,
-        client: Option<usize>,
-        path: &'static str,
-        status: u16,
-        reason: Option<&'static str>,
-    }
-    let cases = [
-        Case {
-            name: "allowed identity",
-            policy: |p| {
-                InboundPolicy::deny().port(meshed(p).authorization(authorization(
-                    "web",
-                    &[&web()],
-                    &[],
-                )))
-            },
-            client: Some(0),
-            path: "/orders",
-            status: 200,
-            reason: None,
-        },
-        Case {
-            name: "identity not allowed",
-            policy: |p| {
-                InboundPolicy::deny().port(meshed(p).authorization(authorization(
-                    "web",
-                    &[&web()],
-                    &[],
-                )))
-            },
-            client: Some(1),
-            path: "/orders",
-            status: 403,
-            reason: Some("identity_not_allowed"),
-        },
-        Case {
-            name: "route not allowed",
-            policy: |p| {
-                InboundPolicy::deny().port(meshed(p).authorization(authorization(
-                    "web",
-                    &[&web()],
-                    &["/public"],
-                )))
-            },
-            client: Some(0),
-            path: "/admin",
-            status: 403,
-            reason: Some("route_not_allowed"),
-        },
-        Case {
-            name: "port not allowed",
-            policy: |p| {
-                InboundPolicy::deny().port(meshed(p + 1).authorization(authorization(
-                    "web",
-                    &[&web()],
-                    &[],
-                )))
-            },
-            client: Some(0),
-            path: "/orders",
-            status: 403,
-            reason: Some("port_not_allowed"),
-        },
-        Case {
-            name: "unmeshed allowed",
-            policy: |p| InboundPolicy::deny().port(unmeshed(p)),
-            client: None,
-            path: "/orders",
-            status: 200,
-            reason: None,
-        },
-        Case {
-            name: "unmeshed denied",
-            policy: |p| InboundPolicy::deny().port(meshed(p)),
-            client: None,
-            path: "/orders",
-            status: 403,
-            reason: Some("unauthenticated"),
-        },
-        Case {
-            name: "permissive, meshed",
-            policy: |_| InboundPolicy::allow(),
-            client: Some(1),
-            path: "/orders",
-            status: 200,
-            reason: None,
-        },
-        Case {
-            name: "permissive, plaintext",
-            policy: |_| InboundPolicy::allow(),
-            client: None,
-            path: "/orders",
-            status: 200,
-            reason: None,
-        },
+    // (outcome, policy for the app's port, client, path, status, denial reason)
+    type Case = (
+        &'static str,
+        fn(u16) -> InboundPolicy,
+        Client,
+        &'static str,
+        u16,
+    );
+    let cases: [(Case, Option<&str>); 8] = [
+        (("allowed identity", web_allowed, Web, "/orders", 200), None),
+        (
+            ("identity not allowed", web_allowed, Batch, "/orders", 403),
+            Some("identity_not_allowed"),
+        ),
+        (
+            ("route not allowed", web_public_only, Web, "/admin", 403),
+            Some("route_not_allowed"),
+        ),
+        (
+            ("port not allowed", web_on_another_port, Web, "/orders", 403),
+            Some("port_not_allowed"),
+        ),
+        (
+            ("unmeshed allowed", unmeshed_port, Plain, "/orders", 200),
+            None,
+        ),
+        (
+            ("unmeshed denied", meshed_port, Plain, "/orders", 403),
+            Some("unauthenticated"),
+        ),
+        (
+            ("permissive, meshed", permissive, Batch, "/orders", 200),
+            None,
+        ),
+        (
+            ("permissive, plaintext", permissive, Plain, "/orders", 200),
+            None,
+        ),
     ];
-    let clients = [web_tls, batch_tls];
-    for case in cases {
+    for ((name, policy, client, path, status), reason) in cases {
         let app = Backend::start("app").await;
         let port = app.addr().port();
         let dir = pki.identity_dir(&api(), HOUR);
         let server = Proxy::builder()
-            .config(&yaml(&[], &(case.policy)(port)))
+            .config(&yaml(&[], &policy(port)))
             .inbound_target(app.addr())
             .arg("--identity-dir")
             .arg(dir.path())
             .start()
             .await
             .unwrap();
-        let mut conn = match case.client {
-            Some(i) => Http1Conn::connect_mtls(server.inbound, &clients[i], &api())
+        let tls = match client {
+            Web => Some(&web_tls),
+            Batch => Some(&batch_tls),
+            Plain => None,
+        };
+        let mut conn = match tls {
+            Some(tls) => Http1Conn::connect_mtls(server.inbound, tls, &api())
                 .await
                 .unwrap(),
             None => Http1Conn::connect(server.inbound).await.unwrap(),
         };
-        let reply = conn.send(get_request(API, case.path)).await.unwrap();
+        let reply = conn.send(get_request(API, path)).await.unwrap();
 
-        assert_eq!(reply.status, case.status, "{}: {reply}", case.name);
+        assert_eq!(reply.status, status, "{name}: {reply}");
         let all_denials = sum(&server, "trellis_inbound_denied_total", &[]).await;
-        match case.reason {
+        match reason {
             None => {
-                assert_eq!(app.count(), 1, "{}", case.name);
-                assert_eq!(all_denials, 0.0, "{}", case.name);
+                assert_eq!(app.count(), 1, "{name}");
+                assert_eq!(all_denials, 0.0, "{name}");
             }
             Some(reason) => {
-                assert!(reply.is_proxy_answer(403), "{}: {reply}", case.name);
-                assert_eq!(
-                    reply.proxy_error().as_deref(),
-                    Some(reason),
-                    "{}",
-                    case.name
-                );
-                assert_eq!(app.count(), 0, "{}", case.name);
-                assert_eq!(denied(&server, port, reason).await, 1.0, "{}", case.name);
-                assert_eq!(all_denials, 1.0, "{}", case.name);
+                assert!(reply.is_proxy_answer(403), "{name}: {reply}");
+                assert_eq!(reply.proxy_error().as_deref(), Some(reason), "{name}");
+                assert_eq!(app.count(), 0, "{name}");
+                assert_eq!(denied(&server, port, reason).await, 1.0, "{name}");
+                assert_eq!(all_denials, 1.0, "{name}");
             }
         }
     }
