@@ -244,3 +244,72 @@ fn a_pod_is_deleted_even_when_its_test_panics() {
         "{name} left in:\n{list}"
     );
 }
+
+#[test]
+fn init_writes_the_ipv6_rules_too_and_remove_takes_them_away() {
+    if !netns::available() || trellis_e2e::require_tool("ip6tables-save").is_none() {
+        return;
+    }
+    let pod = Pod::new("init6").unwrap();
+    let proxy = trellis_e2e::binary("trellis-proxy");
+    let proxy = path(&proxy);
+    let save = |tool: &str| {
+        let saved = pod.run_ok(&[tool, "-t", "nat"]).unwrap();
+        saved
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let init = [
+        proxy,
+        "init",
+        "--ipv6",
+        "require",
+        "--skip-outbound-cidrs",
+        "169.254.169.254,fd00:ec2::254",
+    ];
+
+    let out = pod.run_ok(&init).unwrap();
+    assert!(
+        out.contains("installed the IPv6 interception rules"),
+        "{out}"
+    );
+    let v6 = save("ip6tables-save");
+    for chain in [
+        "TRELLIS_PREROUTING",
+        "TRELLIS_INBOUND",
+        "TRELLIS_OUTPUT",
+        "TRELLIS_OUTBOUND",
+    ] {
+        assert!(v6.contains(&format!(":{chain} ")), "{chain} missing:\n{v6}");
+    }
+    for rule in [
+        "-A OUTPUT -j TRELLIS_OUTPUT",
+        "-A PREROUTING -j TRELLIS_PREROUTING",
+        "-A TRELLIS_OUTPUT -o lo -j RETURN",
+        "-A TRELLIS_OUTPUT -d fd00:ec2::254/128 -j RETURN",
+    ] {
+        assert!(v6.contains(rule), "{rule} missing from:\n{v6}");
+    }
+    assert!(
+        !v6.contains("169.254"),
+        "an IPv4 network in IPv6 rules:\n{v6}"
+    );
+    let v4 = save("iptables-save");
+    assert!(v4.contains("-d 169.254.169.254/32 -j RETURN"), "{v4}");
+    assert!(!v4.contains("fd00"), "an IPv6 network in IPv4 rules:\n{v4}");
+
+    pod.run_ok(&init).unwrap();
+    assert_eq!(
+        save("ip6tables-save"),
+        v6,
+        "init twice leaves the same rules"
+    );
+
+    pod.run_ok(&[proxy, "init", "--remove"]).unwrap();
+    let v6 = save("ip6tables-save");
+    assert!(!v6.contains("TRELLIS"), "{v6}");
+    let v4 = save("iptables-save");
+    assert!(!v4.contains("TRELLIS"), "{v4}");
+}

@@ -1,5 +1,6 @@
-//! The iptables rules of transparent interception, as `iptables-restore` input for the
-//! nat table. Pure: options (and what `iptables-save -t nat` shows today) in, text out.
+//! The rules of transparent interception, as `iptables-restore` (IPv4) or
+//! `ip6tables-restore` (IPv6) input for the nat table. Pure: options, the family (and what
+//! `ip(6)tables-save -t nat` shows today) in, text out.
 //!
 //! ```text
 //! PREROUTING -> TRELLIS_PREROUTING: admin port, --skip-inbound-ports  RETURN
@@ -12,10 +13,52 @@
 //! Every rule lives in the four `TRELLIS_` chains but the two jumps from the built-in
 //! chains. Installing declares the chains (which creates or empties them), deletes the
 //! jumps already there, and appends them again: running it twice leaves the same rules.
+//!
+//! Both families get the same rules; only the `--skip-outbound-cidrs` networks differ
+//! (each family gets its own). Loopback is matched by interface (`-o lo`), which covers
+//! 127.0.0.0/8, ::1/128 and the pod's own addresses alike.
 
 use std::fmt;
-use std::net::Ipv4Addr;
-use std::str::FromStr;
+
+use super::skip::{Cidr, PortRange};
+
+/// An IP family: its own nat table, its own tools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// `iptables-save` / `iptables-restore`.
+    V4,
+    /// `ip6tables-save` / `ip6tables-restore`.
+    V6,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
+
+    /// The tool that prints the table (`iptables-save`).
+    pub fn save_tool(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables-save",
+            Family::V6 => "ip6tables-save",
+        }
+    }
+
+    /// The tool that applies a batch (`iptables-restore`).
+    pub fn restore_tool(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables-restore",
+            Family::V6 => "ip6tables-restore",
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        })
+    }
+}
 
 /// The chains this module owns, in the order they are declared.
 pub const CHAINS: [&str; 4] = [
@@ -35,6 +78,7 @@ pub struct Options {
     /// Never redirected inbound, so probes and scrapes reach the proxy's admin listener.
     pub admin_port: u16,
     pub skip_outbound_ports: Vec<PortRange>,
+    /// Of both families; each family's rules take its own.
     pub skip_outbound_cidrs: Vec<Cidr>,
     pub skip_inbound_ports: Vec<PortRange>,
 }
@@ -53,85 +97,9 @@ impl Default for Options {
     }
 }
 
-/// One port (`25`) or an inclusive range (`8000-8100` or `8000:8100`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortRange {
-    pub first: u16,
-    pub last: u16,
-}
-
-impl FromStr for PortRange {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let port = |p: &str| {
-            p.trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("{p:?} is not a port (1-65535)"))
-        };
-        let (first, last) = match text.split_once(['-', ':']) {
-            Some((a, b)) => (port(a)?, port(b)?),
-            None => (port(text)?, port(text)?),
-        };
-        if first > last {
-            return Err(format!("port range {text:?} ends before it starts"));
-        }
-        Ok(PortRange { first, last })
-    }
-}
-
-impl fmt::Display for PortRange {
-    /// As iptables writes it: `25` or `8000:8100`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.first == self.last {
-            write!(f, "{}", self.first)
-        } else {
-            write!(f, "{}:{}", self.first, self.last)
-        }
-    }
-}
-
-/// An IPv4 network, `10.0.0.0/8`; a bare address is a `/32`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: Ipv4Addr,
-    pub prefix: u8,
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let (addr, prefix) = text.split_once('/').unwrap_or((text, "32"));
-        let addr: Ipv4Addr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("{text:?} is not an IPv4 address or network (10.0.0.0/8)"))?;
-        let prefix: u8 = prefix
-            .trim()
-            .parse()
-            .ok()
-            .filter(|p| *p <= 32)
-            .ok_or_else(|| format!("{text:?} has no prefix length 0-32"))?;
-        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-        Ok(Cidr {
-            addr: Ipv4Addr::from(u32::from(addr) & mask),
-            prefix,
-        })
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-/// The rules alone, without the table header, clean-up or `COMMIT` (what `--dry-run`
-/// shows, and what [`install`] appends).
-pub fn rules(opts: &Options) -> Vec<String> {
+/// The rules of one family alone, without the table header, clean-up or `COMMIT` (what
+/// `--dry-run` shows, and what [`install`] appends).
+pub fn rules(opts: &Options, family: Family) -> Vec<String> {
     let mut out = vec![];
     let mut add = |line: String| out.push(line);
     for chain in CHAINS {
@@ -165,7 +133,11 @@ pub fn rules(opts: &Options) -> Vec<String> {
             "-A TRELLIS_OUTPUT -p tcp --dport {ports} -j RETURN"
         ));
     }
-    for cidr in &opts.skip_outbound_cidrs {
+    for cidr in opts
+        .skip_outbound_cidrs
+        .iter()
+        .filter(|c| c.family() == family)
+    {
         add(format!("-A TRELLIS_OUTPUT -d {cidr} -j RETURN"));
     }
     add("-A TRELLIS_OUTPUT -p tcp -j TRELLIS_OUTBOUND".into());
@@ -174,19 +146,20 @@ pub fn rules(opts: &Options) -> Vec<String> {
     out
 }
 
-/// `iptables-restore --noflush` input that installs [`rules`], given the nat table as
-/// `iptables-save -t nat` prints it now: jumps into `TRELLIS_` chains found in other
-/// chains are deleted first, so a second run does not add them twice.
-pub fn install(opts: &Options, existing: &str) -> String {
+/// `ip(6)tables-restore --noflush` input that installs [`rules`] of `family`, given its
+/// nat table as `ip(6)tables-save -t nat` prints it now: jumps into `TRELLIS_` chains found
+/// in other chains are deleted first, so a second run does not add them twice.
+pub fn install(opts: &Options, family: Family, existing: &str) -> String {
     let mut lines = vec!["*nat".to_owned()];
     lines.extend(jumps(existing).map(|rule| format!("-D {rule}")));
-    lines.extend(rules(opts));
+    lines.extend(rules(opts, family));
     lines.push("COMMIT".into());
     lines.join("\n") + "\n"
 }
 
-/// `iptables-restore --noflush` input that removes every trace of [`install`] from the
-/// nat table as `existing` shows it, or `None` when there is nothing to remove.
+/// `ip(6)tables-restore --noflush` input that removes every trace of [`install`] from the
+/// nat table as `existing` shows it (either family), or `None` when there is nothing to
+/// remove.
 pub fn remove(existing: &str) -> Option<String> {
     let present = installed_chains(existing);
     let jumps: Vec<&str> = jumps(existing).collect();
@@ -286,7 +259,57 @@ COMMIT
 
     #[test]
     fn default_rules_redirect_all_tcp_but_the_proxy_loopback_and_admin() {
-        assert_eq!(rules(&Options::default()).join("\n"), DEFAULT_RULES);
+        assert_eq!(
+            rules(&Options::default(), Family::V4).join("\n"),
+            DEFAULT_RULES
+        );
+    }
+
+    #[test]
+    fn ipv6_gets_the_same_rules() {
+        assert_eq!(
+            rules(&Options::default(), Family::V6).join("\n"),
+            DEFAULT_RULES
+        );
+    }
+
+    #[test]
+    fn skipped_networks_go_to_the_rules_of_their_family() {
+        let opts = Options {
+            skip_outbound_cidrs: vec![
+                "169.254.169.254".parse().unwrap(),
+                "fd00:ec2::254".parse().unwrap(),
+                "10.0.0.0/8".parse().unwrap(),
+                "fd00::/8".parse().unwrap(),
+            ],
+            ..Options::default()
+        };
+        let skipped = |family| {
+            rules(&opts, family)
+                .into_iter()
+                .filter(|r| r.contains(" -d "))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            skipped(Family::V4),
+            [
+                "-A TRELLIS_OUTPUT -d 169.254.169.254/32 -j RETURN",
+                "-A TRELLIS_OUTPUT -d 10.0.0.0/8 -j RETURN",
+            ]
+        );
+        assert_eq!(
+            skipped(Family::V6),
+            [
+                "-A TRELLIS_OUTPUT -d fd00:ec2::254/128 -j RETURN",
+                "-A TRELLIS_OUTPUT -d fd00::/8 -j RETURN",
+            ]
+        );
+        let v6 = rules(&opts, Family::V6);
+        let returns_before_redirect = v6.iter().position(|r| r.contains("-d fd00::/8")).unwrap()
+            < v6.iter()
+                .position(|r| r == "-A TRELLIS_OUTPUT -p tcp -j TRELLIS_OUTBOUND")
+                .unwrap();
+        assert!(returns_before_redirect, "{v6:?}");
     }
 
     #[test]
@@ -304,7 +327,7 @@ COMMIT
             skip_inbound_ports: vec!["22".parse().unwrap()],
         };
         assert_eq!(
-            rules(&opts).join("\n"),
+            rules(&opts, Family::V4).join("\n"),
             "\
 :TRELLIS_PREROUTING - [0:0]
 :TRELLIS_INBOUND - [0:0]
@@ -331,11 +354,11 @@ COMMIT
     fn a_first_install_only_adds() {
         let saved = "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
         assert_eq!(
-            install(&Options::default(), saved),
+            install(&Options::default(), Family::V4, saved),
             format!("*nat\n{DEFAULT_RULES}\nCOMMIT\n")
         );
         assert_eq!(
-            install(&Options::default(), ""),
+            install(&Options::default(), Family::V6, ""),
             format!("*nat\n{DEFAULT_RULES}\nCOMMIT\n")
         );
     }
@@ -343,7 +366,7 @@ COMMIT
     #[test]
     fn installing_again_deletes_the_old_jumps_first() {
         assert_eq!(
-            install(&Options::default(), SAVED),
+            install(&Options::default(), Family::V4, SAVED),
             format!(
                 "*nat\n-D PREROUTING -j TRELLIS_PREROUTING\n-D OUTPUT -j TRELLIS_OUTPUT\n\
                  {DEFAULT_RULES}\nCOMMIT\n"
@@ -384,28 +407,5 @@ COMMIT
         assert_eq!(installed_chains(SAVED), CHAINS.to_vec());
         let filter_only = "*filter\n:TRELLIS_OUTPUT - [0:0]\nCOMMIT\n";
         assert!(installed_chains(filter_only).is_empty());
-    }
-
-    #[test]
-    fn ports_and_networks_parse_or_say_why_not() {
-        assert_eq!(
-            "8000:8100".parse::<PortRange>().unwrap().to_string(),
-            "8000:8100"
-        );
-        assert_eq!("443".parse::<PortRange>().unwrap().to_string(), "443");
-        assert!("0".parse::<PortRange>().is_err());
-        assert!(
-            "9-8"
-                .parse::<PortRange>()
-                .unwrap_err()
-                .contains("ends before")
-        );
-        assert!("http".parse::<PortRange>().is_err());
-        assert_eq!(
-            "0.0.0.0/0".parse::<Cidr>().unwrap().to_string(),
-            "0.0.0.0/0"
-        );
-        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
-        assert!("fd00::/8".parse::<Cidr>().unwrap_err().contains("IPv4"));
     }
 }
