@@ -183,3 +183,28 @@ async fn a_request_no_route_matches_gets_404_from_the_proxy() {
     assert!(reply.is_proxy_answer(404), "{reply}");
     assert_eq!(a.count(), 0);
 }
+
+/// A sidecar bound to 127.0.0.1 answers on ::1 as well (same port), so IPv6 traffic
+/// redirected by `trellis-proxy init` reaches it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbound_listener_answers_on_ipv6_loopback_on_the_same_port() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        assert!(!trellis_e2e::strict(), "this machine has no IPv6 loopback");
+        return;
+    }
+    let app = Backend::start("app").await;
+    let proxy = Proxy::start(&yaml(&[single("app.test", "app", &[app.addr()])]))
+        .await
+        .unwrap();
+    let v6 = std::net::SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), proxy.outbound.port());
+
+    let reply = Http1Conn::connect(v6)
+        .await
+        .unwrap()
+        .get("app.test", "/")
+        .await
+        .unwrap();
+
+    assert_eq!(reply.status, 200, "{reply}");
+    assert_eq!(app.count(), 1);
+}

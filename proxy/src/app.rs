@@ -94,13 +94,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             })
         }
     };
-    let outbound_listener = bind(settings.outbound, "outbound").await?;
-    let inbound_listener = bind(settings.inbound, "inbound").await?;
+    // Traffic listeners also take the IPv6 twin of their address (interception of IPv6).
+    let bind_dual = |addr: SocketAddr, what: &str| {
+        let what = what.to_owned();
+        async move {
+            crate::listen::bind_dual(addr).await.with_context(|| {
+                format!("cannot listen on {addr} ({what}); pick another address with --{what}")
+            })
+        }
+    };
+    let outbound_listeners = bind_dual(settings.outbound, "outbound").await?;
+    let inbound_listeners = bind_dual(settings.inbound, "inbound").await?;
     let admin_listener = bind(settings.admin, "admin").await?;
     let line = format!(
         "trellis-proxy listening outbound={} inbound={} admin={}",
-        outbound_listener.local_addr()?,
-        inbound_listener.local_addr()?,
+        outbound_listeners[0].local_addr()?,
+        inbound_listeners[0].local_addr()?,
         admin_listener.local_addr()?,
     );
 
@@ -139,35 +148,36 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
 
     let (drain, drain_control) = Drain::new();
-    tokio::spawn(
-        Listener {
-            direction: Direction::Outbound,
-            stack: outbound_stack,
-            opaque_target: None,
-            inbound_policy: None,
-            tls: tls.clone(),
-            resolve: Some(Resolve {
-                store: store.clone(),
-                wait: settings.discovery_timeout,
-            }),
-            connect_timeout: settings.connect_timeout,
-            metrics: metrics.clone(),
-        }
-        .run(outbound_listener, drain.clone()),
-    );
-    tokio::spawn(
-        Listener {
-            direction: Direction::Inbound,
-            stack: inbound_stack,
-            opaque_target: Some(settings.inbound_target),
-            inbound_policy: Some(inbound_policy),
-            tls,
-            resolve: None,
-            connect_timeout: settings.connect_timeout,
-            metrics: metrics.clone(),
-        }
-        .run(inbound_listener, drain),
-    );
+    let outbound = Listener {
+        direction: Direction::Outbound,
+        stack: outbound_stack,
+        opaque_target: None,
+        inbound_policy: None,
+        tls: tls.clone(),
+        resolve: Some(Resolve {
+            store: store.clone(),
+            wait: settings.discovery_timeout,
+        }),
+        connect_timeout: settings.connect_timeout,
+        metrics: metrics.clone(),
+    };
+    let inbound = Listener {
+        direction: Direction::Inbound,
+        stack: inbound_stack,
+        opaque_target: Some(settings.inbound_target),
+        inbound_policy: Some(inbound_policy),
+        tls,
+        resolve: None,
+        connect_timeout: settings.connect_timeout,
+        metrics: metrics.clone(),
+    };
+    for (listener, socket) in std::iter::repeat(outbound)
+        .zip(outbound_listeners)
+        .chain(std::iter::repeat(inbound).zip(inbound_listeners))
+    {
+        tokio::spawn(listener.run(socket, drain.clone()));
+    }
+    drop(drain);
     listening.store(true, Ordering::Relaxed);
     crate::telemetry::print_line(&line);
 

@@ -18,6 +18,7 @@
 //! (HTTP/1 closes after the current response, HTTP/2 sends GOAWAY), and [`Drain`] tells
 //! when the last one has.
 
+mod bind;
 mod detect;
 mod io;
 mod original_dst;
@@ -34,6 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tower::Service;
 
+pub use bind::{bind_dual, ipv6_twin};
 pub use detect::{Protocol, detect};
 use io::{Counted, Prefixed};
 pub use original_dst::{OriginalDst, original_dst};
