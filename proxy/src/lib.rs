@@ -15,7 +15,8 @@
 //! - [`outbound`], [`inbound`]: the HTTP stacks, one tower layer per module.
 //! - [`balance`], [`connect`]: endpoint choice and ejection; pooled HTTP/1.1 and HTTP/2.
 //! - [`listen`]: listeners and protocol detection; [`admin`]; [`telemetry`].
-//! - [`init`]: `trellis-proxy init`, the iptables rules of transparent interception.
+//! - [`init`]: `trellis-proxy init`, the iptables and ip6tables rules of transparent
+//!   interception.
 //! - [`tls`]: mTLS with SPIFFE identities; [`identity`]: where the certificate comes from
 //!   (files, or the control plane's Identity API) and its renewal.
 
