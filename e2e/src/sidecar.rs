@@ -90,6 +90,26 @@ impl RunDir {
     }
 }
 
+/// Serves `docroot` over HTTP on `port` of every address of `pod` (an app that knows
+/// nothing of the mesh: `python3 -m http.server`), and waits until it answers.
+pub fn spawn_http_server(pod: &Pod, port: u16, docroot: &Path) -> anyhow::Result<()> {
+    let port_arg = port.to_string();
+    pod.spawn(
+        pod.command("python3")
+            .args(["-m", "http.server", &port_arg, "--bind", "0.0.0.0"])
+            .arg("--directory")
+            .arg(docroot)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
+    pod.run_until_ok(
+        &["curl", "-sf", &format!("http://127.0.0.1:{port}/")],
+        READY_WAIT,
+    )?;
+    Ok(())
+}
+
 /// The `/metrics` text of `pod`'s sidecar.
 pub fn metrics_of(pod: &Pod) -> anyhow::Result<String> {
     pod.run_ok(&["curl", "-sf", "http://127.0.0.1:4191/metrics"])

@@ -11,54 +11,17 @@
 //! Needs root, iproute2, iptables, setpriv, curl and python3 (`.ci/run` installs them).
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
 use trellis_e2e::config::{single, yaml};
 use trellis_e2e::metrics;
-use trellis_e2e::netns::{self, PROXY_UID, Pod};
+use trellis_e2e::netns::{self, Pod};
+use trellis_e2e::sidecar::{self, RunDir};
 
 const APP_PORT: u16 = 8080;
-const WAIT: Duration = Duration::from_secs(15);
-
-/// `trellis-proxy init` in the pod, then the proxy as uid 2102 with this config, listening
-/// where a sidecar does (outbound on loopback, inbound and admin on every address).
-fn start_sidecar(pod: &Pod, dir: &Path, config: &str) {
-    let out = pod
-        .run_ok(&[path(&dir.join("trellis-proxy")), "init"])
-        .unwrap();
-    assert!(out.contains("-A OUTPUT -j TRELLIS_OUTPUT"), "{out}");
-
-    let config_file = dir.join(format!("{}.yaml", pod.name()));
-    fs::write(&config_file, config).unwrap();
-    fs::set_permissions(&config_file, fs::Permissions::from_mode(0o644)).unwrap();
-    let log = fs::File::create(dir.join(format!("{}.log", pod.name()))).unwrap();
-    pod.spawn(
-        pod.command_as(PROXY_UID, dir.join("trellis-proxy"))
-            .arg("--config")
-            .arg(&config_file)
-            .args(["--outbound", "127.0.0.1:4140"])
-            .args(["--inbound", "0.0.0.0:4143"])
-            .args(["--admin", "0.0.0.0:4191"])
-            .args(["--inbound-target", &format!("127.0.0.1:{APP_PORT}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log),
-    )
-    .unwrap();
-    pod.run_until_ok(&["curl", "-sf", "http://127.0.0.1:4191/ready"], WAIT)
-        .unwrap_or_else(|e| panic!("{e:#}\nproxy log:\n{}", proxy_log(pod, dir)));
-}
-
-fn proxy_log(pod: &Pod, dir: &Path) -> String {
-    fs::read_to_string(dir.join(format!("{}.log", pod.name()))).unwrap_or_default()
-}
 
 fn metrics_of(pod: &Pod) -> String {
-    pod.run_ok(&["curl", "-sf", "http://127.0.0.1:4191/metrics"])
-        .unwrap()
+    sidecar::metrics_of(pod).unwrap()
 }
 
 fn path(p: &Path) -> &str {
@@ -71,57 +34,27 @@ fn an_unmodified_client_is_intercepted_on_both_sides() {
         return;
     }
     // The proxy runs as uid 2102, which may not read the build directory: a copy it can.
-    let dir = tempfile::tempdir().unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let proxy_bin = dir.path().join("trellis-proxy");
-    fs::copy(trellis_e2e::binary("trellis-proxy"), &proxy_bin).unwrap();
-    fs::set_permissions(&proxy_bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let run = RunDir::new().unwrap();
+    let proxy_bin = run.proxy();
 
     let (a, b) = Pod::pair("a", "b").unwrap();
     let app_addr = format!("{}:{APP_PORT}", b.ip());
 
     // B: the app on every address of the pod, and its sidecar.
-    let docroot = dir.path().join("www");
-    fs::create_dir(&docroot).unwrap();
+    let docroot = run.subdir("www").unwrap();
     fs::write(docroot.join("index.html"), "hello from b\n").unwrap();
-    b.spawn(
-        b.command("python3")
-            .args([
-                "-m",
-                "http.server",
-                &APP_PORT.to_string(),
-                "--bind",
-                "0.0.0.0",
-            ])
-            .arg("--directory")
-            .arg(&docroot)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .unwrap();
-    b.run_until_ok(
-        &["curl", "-sf", &format!("http://127.0.0.1:{APP_PORT}/")],
-        WAIT,
-    )
-    .unwrap();
-    start_sidecar(&b, dir.path(), "outbound: []\n");
+    sidecar::spawn_http_server(&b, APP_PORT, &docroot).unwrap();
+    run.start_sidecar(&b, "outbound: []\n", &[]).unwrap();
 
     // A: a sidecar whose config names B's address as the authority.
     let dest = single(&app_addr, "b", &[app_addr.parse().unwrap()]);
-    start_sidecar(&a, dir.path(), &yaml(&[dest]));
+    run.start_sidecar(&a, &yaml(&[dest]), &[]).unwrap();
 
     // The client knows nothing of the proxies: it calls B's address.
     let url = format!("http://{app_addr}/");
     let body = a
         .run_ok(&["curl", "-sS", "--fail", "--max-time", "10", &url])
-        .unwrap_or_else(|e| {
-            panic!(
-                "{e:#}\nA:\n{}\nB:\n{}",
-                proxy_log(&a, dir.path()),
-                proxy_log(&b, dir.path())
-            )
-        });
+        .unwrap_or_else(|e| panic!("{e:#}\nA:\n{}\nB:\n{}", run.log(&a), run.log(&b)));
     assert_eq!(body, "hello from b\n");
 
     // HTTP/1.0 without a Host header: routed by the original destination.

@@ -19,7 +19,7 @@ use trellis_e2e::identity::{Pki, spiffe};
 use trellis_e2e::inbound_config::{InboundPolicy, authorization, meshed, yaml};
 use trellis_e2e::metrics;
 use trellis_e2e::netns::{self, Pod};
-use trellis_e2e::sidecar::{RunDir, metrics_of};
+use trellis_e2e::sidecar::{self, RunDir, metrics_of};
 
 const HTTP_PORT: u16 = 8080;
 const ECHO_PORT: u16 = 9000;
@@ -64,16 +64,7 @@ fn intercepted_traffic_between_pods_is_mtls_and_authorized_by_identity() {
     std::fs::write(docroot.join("index.html"), "hello from api\n").unwrap();
     std::fs::write(docroot.join("secret.html"), "secret\n").unwrap();
     let http_port = HTTP_PORT.to_string();
-    b.spawn(
-        b.command("python3")
-            .args(["-m", "http.server", &http_port, "--bind", "0.0.0.0"])
-            .arg("--directory")
-            .arg(&docroot)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .unwrap();
+    sidecar::spawn_http_server(&b, HTTP_PORT, &docroot).unwrap();
     let echo = format!(
         "import socket\n\
          s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
@@ -86,11 +77,6 @@ fn intercepted_traffic_between_pods_is_mtls_and_authorized_by_identity() {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
-    )
-    .unwrap();
-    b.run_until_ok(
-        &["curl", "-sf", &format!("http://127.0.0.1:{HTTP_PORT}/")],
-        Duration::from_secs(15),
     )
     .unwrap();
 
