@@ -45,6 +45,30 @@ fn client_config(server: SocketAddr, identity: &str) -> String {
     yaml(&[dest], &InboundPolicy::allow())
 }
 
+/// A client proxy with the identity in `dir` whose `API` is `server`, proving `identity`.
+async fn client_proxy(server: SocketAddr, identity: &str, dir: &std::path::Path) -> Proxy {
+    Proxy::builder()
+        .config(&client_config(server, identity))
+        .arg("--identity-dir")
+        .arg(dir)
+        .start()
+        .await
+        .unwrap()
+}
+
+/// A server proxy with the identity in `dir` in front of `app` under `policy`.
+async fn server_proxy(policy: &InboundPolicy, app: &Backend, dir: &std::path::Path) -> Proxy {
+    Proxy::builder()
+        .config(&yaml(&[], policy))
+        .inbound_target(app.addr())
+        .arg("--identity-dir")
+        .arg(dir)
+        .access_log()
+        .start()
+        .await
+        .unwrap()
+}
+
 struct Mesh {
     app: Backend,
     server: Proxy,
@@ -63,23 +87,9 @@ async fn mesh_with(
 ) -> Mesh {
     let app = Backend::start("app").await;
     let server_dir = pki.identity_dir(&api(), HOUR);
-    let server = Proxy::builder()
-        .config(&yaml(&[], &policy(app.addr().port())))
-        .inbound_target(app.addr())
-        .arg("--identity-dir")
-        .arg(server_dir.path())
-        .access_log()
-        .start()
-        .await
-        .unwrap();
+    let server = server_proxy(&policy(app.addr().port()), &app, server_dir.path()).await;
     let client_dir = client_pki.identity_dir(client_id, HOUR);
-    let client = Proxy::builder()
-        .config(&client_config(server.inbound, expect))
-        .arg("--identity-dir")
-        .arg(client_dir.path())
-        .start()
-        .await
-        .unwrap();
+    let client = client_proxy(server.inbound, expect, client_dir.path()).await;
     Mesh {
         app,
         server,
@@ -224,13 +234,7 @@ async fn a_client_certificate_from_another_ca_is_refused_by_the_server_proxy() {
     // The client trusts the server's CA (so only the server can refuse).
     stranger.write_identity(client_dir.path(), &web(), HOUR, &[pki.root_pem()]);
     let m = mesh_with(&pki, &pki, &web(), &api(), web_allowed).await;
-    let client = Proxy::builder()
-        .config(&client_config(m.server.inbound, &api()))
-        .arg("--identity-dir")
-        .arg(client_dir.path())
-        .start()
-        .await
-        .unwrap();
+    let client = client_proxy(m.server.inbound, &api(), client_dir.path()).await;
 
     let reply = call(&client, "/orders").await;
 
@@ -252,23 +256,10 @@ async fn old_and_new_roots_are_trusted_together_while_roots_rotate() {
     let app = Backend::start("app").await;
     let server_dir = new.identity_dir(&api(), HOUR);
     new.write_identity(server_dir.path(), &api(), HOUR, &[old.root_pem()]);
-    let server = Proxy::builder()
-        .config(&yaml(&[], &web_allowed(app.addr().port())))
-        .inbound_target(app.addr())
-        .arg("--identity-dir")
-        .arg(server_dir.path())
-        .start()
-        .await
-        .unwrap();
+    let server = server_proxy(&web_allowed(app.addr().port()), &app, server_dir.path()).await;
     let client_dir = old.identity_dir(&web(), HOUR);
     old.write_identity(client_dir.path(), &web(), HOUR, &[new.root_pem()]);
-    let client = Proxy::builder()
-        .config(&client_config(server.inbound, &api()))
-        .arg("--identity-dir")
-        .arg(client_dir.path())
-        .start()
-        .await
-        .unwrap();
+    let client = client_proxy(server.inbound, &api(), client_dir.path()).await;
 
     assert_eq!(call(&client, "/").await.status, 200);
 
@@ -277,13 +268,7 @@ async fn old_and_new_roots_are_trusted_together_while_roots_rotate() {
     let mut refused = None;
     for _ in 0..60 {
         // A fresh client proxy, so a new handshake is made.
-        let probe = Proxy::builder()
-            .config(&client_config(server.inbound, &api()))
-            .arg("--identity-dir")
-            .arg(client_dir.path())
-            .start()
-            .await
-            .unwrap();
+        let probe = client_proxy(server.inbound, &api(), client_dir.path()).await;
         let reply = call(&probe, "/").await;
         if reply.status == 502 {
             refused = Some(reply);
@@ -385,14 +370,7 @@ async fn every_authorization_outcome_has_its_status_reason_and_metric() {
         let app = Backend::start("app").await;
         let port = app.addr().port();
         let dir = pki.identity_dir(&api(), HOUR);
-        let server = Proxy::builder()
-            .config(&yaml(&[], &policy(port)))
-            .inbound_target(app.addr())
-            .arg("--identity-dir")
-            .arg(dir.path())
-            .start()
-            .await
-            .unwrap();
+        let server = server_proxy(&policy(port), &app, dir.path()).await;
         let tls = match client {
             Web => Some(&web_tls),
             Batch => Some(&batch_tls),
