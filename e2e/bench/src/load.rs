@@ -161,20 +161,25 @@ impl Conn {
 
     /// Sends `GET /` and reads the whole answer; returns its status, headers and body.
     pub async fn get(&mut self, host: &str) -> Result<hyper::Response<Bytes>> {
-        let res = self.try_get(host).await;
+        self.get_path(host, "/").await
+    }
+
+    /// Sends `GET path` and reads the whole answer.
+    pub async fn get_path(&mut self, host: &str, path: &str) -> Result<hyper::Response<Bytes>> {
+        let res = self.try_get(host, path).await;
         if res.is_err() {
             self.sender = None;
         }
         res
     }
 
-    async fn try_get(&mut self, host: &str) -> Result<hyper::Response<Bytes>> {
+    async fn try_get(&mut self, host: &str, path: &str) -> Result<hyper::Response<Bytes>> {
         if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
             self.connect().await?;
         }
         let sender = self.sender.as_mut().expect("connected");
         sender.ready().await?;
-        let req = Request::get("/")
+        let req = Request::get(path)
             .header(HOST, host)
             .body(Empty::<Bytes>::new())?;
         let resp = sender.send_request(req).await?;

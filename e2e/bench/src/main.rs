@@ -1,6 +1,7 @@
 //! `trellis-bench`: constant-rate (open-loop) load of 1 KiB HTTP/1.1 answers, latency
 //! corrected for coordinated omission, sent directly to a built-in backend, through one
-//! `trellis-proxy` and through one HAProxy, side by side in one run. See docs/benchmarks.md.
+//! `trellis-proxy`, through one HAProxy, through two trellis-proxies talking mTLS and through
+//! two HAProxies talking mTLS, side by side in one run. See docs/benchmarks.md.
 
 mod backend;
 mod load;
@@ -69,7 +70,7 @@ struct RunArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "direct,trellis-proxy,haproxy"
+        default_value = "direct,trellis-proxy,haproxy,trellis-mtls,haproxy-tls"
     )]
     targets: Vec<Kind>,
     /// Short run: 3 s per cell after 1 s of warm-up, 2 s saturation runs.
@@ -235,7 +236,7 @@ fn run(mut args: RunArgs) -> Result<ExitCode> {
     anyhow::ensure!(!rates.is_empty(), "--rates: give at least one rate > 0");
 
     // HAProxy must be there: the comparison is the point of the benchmark.
-    let haproxy_bin = if targets.contains(&Kind::Haproxy) {
+    let haproxy_bin = if targets.iter().any(|t| t.uses_haproxy()) {
         let found = if args.haproxy_bin.components().count() > 1 {
             args.haproxy_bin.is_file().then(|| args.haproxy_bin.clone())
         } else {
@@ -246,7 +247,8 @@ fn run(mut args: RunArgs) -> Result<ExitCode> {
             None => {
                 eprintln!(
                     "trellis-bench: HAProxy not found ({}). Install it with `apt-get install haproxy` \
-                     (e2e/bench/run.sh does this), or leave it out with --targets direct,trellis-proxy.",
+                     (e2e/bench/run.sh does this), or leave it out with \
+                     --targets direct,trellis-proxy,trellis-mtls.",
                     args.haproxy_bin.display()
                 );
                 return Ok(ExitCode::from(2));
@@ -289,7 +291,8 @@ fn run(mut args: RunArgs) -> Result<ExitCode> {
         machine,
         pinning,
         haproxy: targets
-            .contains(&Kind::Haproxy)
+            .iter()
+            .any(|t| t.uses_haproxy())
             .then(|| targets::haproxy_version(&haproxy_bin))
             .flatten(),
         trellis_proxy_bin: env.proxy_bin.display().to_string(),
@@ -339,6 +342,18 @@ fn run(mut args: RunArgs) -> Result<ExitCode> {
     println!("{}", report.meta.pinning);
     println!();
     print!("{}", report::table(&report));
+    let pairs: Vec<&str> = targets
+        .iter()
+        .filter(|t| t.proxies() > 1)
+        .map(|t| t.name())
+        .collect();
+    if !pairs.is_empty() {
+        println!(
+            "{} run two proxies each (both on the proxy CPU): their proxy CPU, wakeups and peak RSS \
+             are the two processes' sums.",
+            pairs.join(" and ")
+        );
+    }
     let noisiest = report
         .cells
         .iter()
@@ -466,6 +481,19 @@ async fn measure_all(
     Ok((cells, maxes))
 }
 
+/// CPU of the proxies (watched after the bench itself) in the window, summed; `None` when
+/// there is no proxy or one could not be read.
+fn proxies_cpu(out: &load::Outcome) -> Option<f64> {
+    let proxies = out.cpu_cores.get(1..).filter(|p| !p.is_empty())?;
+    proxies.iter().copied().sum()
+}
+
+/// Voluntary context switches of the proxies in the window, summed, as [`proxies_cpu`].
+fn proxies_switches(out: &load::Outcome) -> Option<u64> {
+    let proxies = out.switches.get(1..).filter(|p| !p.is_empty())?;
+    proxies.iter().copied().sum()
+}
+
 /// One round's figures on one progress line.
 fn summary(out: &load::Outcome, mem: Option<sys::Memory>) -> String {
     let p = Percentiles::of(&out.latency);
@@ -476,7 +504,7 @@ fn summary(out: &load::Outcome, mem: Option<sys::Memory>) -> String {
         report::us(p.p99),
         report::us(p.p99_9)
     );
-    if let Some(c) = out.cpu_cores.get(1).copied().flatten() {
+    if let Some(c) = proxies_cpu(out) {
         line += &format!(", {:.4} cores/1k req/s", c / (out.achieved_rps / 1000.0));
     }
     if let Some(m) = mem {
@@ -587,19 +615,13 @@ impl Acc {
             &mut self.loadgen_cpu_sum,
             out.cpu_cores.first().copied().flatten(),
         );
-        sum(
-            &mut self.proxy_cpu_sum,
-            out.cpu_cores.get(1).copied().flatten(),
-        );
+        sum(&mut self.proxy_cpu_sum, proxies_cpu(out));
         sum(&mut self.other_cpu_sum, out.other_cpu_cores);
         // Wakeups per answer inside the window.
         let answers = out.achieved_rps * out.window_secs;
         sum(
             &mut self.wakeups_sum,
-            out.switches
-                .get(1)
-                .copied()
-                .flatten()
+            proxies_switches(out)
                 .filter(|_| answers > 0.0)
                 .map(|w| w as f64 / answers),
         );
@@ -667,7 +689,7 @@ async fn open_loop_round(
     let accepted_before = backend::accepted();
     let target = targets::start(kind, env).await?;
     let mut watch = vec![me];
-    watch.extend(target.pid);
+    watch.extend(&target.pids);
     let plan = load::Plan {
         addr: target.addr,
         host: targets::AUTHORITY.into(),
@@ -678,7 +700,7 @@ async fn open_loop_round(
         watch,
     };
     let out = load::run(&plan).await;
-    let mem = target.pid.map(sys::memory).transpose();
+    let mem = sys::memory_sum(&target.pids);
     let backend_conns = backend::accepted() - accepted_before;
     target.stop().await;
     Ok((out?, mem?, backend_conns))
@@ -687,7 +709,7 @@ async fn open_loop_round(
 async fn max_cell(args: &RunArgs, kind: Kind, env: &targets::Env, me: u32) -> Result<MaxCell> {
     let target = targets::start(kind, env).await?;
     let mut watch = vec![me];
-    watch.extend(target.pid);
+    watch.extend(&target.pids);
     let plan = load::Plan {
         addr: target.addr,
         host: targets::AUTHORITY.into(),
@@ -700,7 +722,7 @@ async fn max_cell(args: &RunArgs, kind: Kind, env: &targets::Env, me: u32) -> Re
     let out = load::run(&plan).await;
     target.stop().await;
     let out = out?;
-    let proxy_cpu = out.cpu_cores.get(1).copied().flatten();
+    let proxy_cpu = proxies_cpu(&out);
     Ok(MaxCell {
         target: kind,
         error: None,

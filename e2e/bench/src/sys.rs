@@ -141,6 +141,20 @@ pub fn memory(pid: u32) -> Result<Memory> {
     })
 }
 
+/// The memory of several processes added up (both proxies of a two-proxy path); `None` for
+/// none. Each process's peak is its own, so the sum of peaks is an upper bound of the peak of
+/// the sum.
+pub fn memory_sum(pids: &[u32]) -> Result<Option<Memory>> {
+    let mut sum: Option<Memory> = None;
+    for &pid in pids {
+        let m = memory(pid)?;
+        let s = sum.get_or_insert_with(Memory::default);
+        s.peak_rss_kib += m.peak_rss_kib;
+        s.rss_kib += m.rss_kib;
+    }
+    Ok(sum)
+}
+
 /// One line describing the machine, for the report.
 pub fn machine(cpus: usize) -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
@@ -176,6 +190,16 @@ mod tests {
         assert!(mem.peak_rss_kib >= mem.rss_kib && mem.rss_kib > 0);
         voluntary_switches(me).unwrap();
         assert!(machine_busy_seconds().unwrap() > 0.0);
+    }
+
+    #[test]
+    fn memory_of_several_processes_is_added_up() {
+        let me = std::process::id();
+        assert!(memory_sum(&[]).unwrap().is_none());
+        let one = memory_sum(&[me]).unwrap().unwrap();
+        let twice = memory_sum(&[me, me]).unwrap().unwrap();
+        assert!(twice.peak_rss_kib >= 2 * one.peak_rss_kib);
+        assert!(memory_sum(&[me, u32::MAX]).is_err());
     }
 
     #[test]
