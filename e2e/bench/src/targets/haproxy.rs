@@ -101,7 +101,7 @@ pub async fn start_single(env: &Env) -> Result<Running> {
 }
 
 pub async fn start_tls_pair(env: &Env) -> Result<Running> {
-    let certs = Pair::issue()?;
+    let certs = Pair::shared()?;
     let dir = env.tmp.join("haproxy-tls");
     std::fs::create_dir_all(&dir)?;
     let write = |name: &str, text: &str| -> Result<std::path::PathBuf> {

@@ -1,8 +1,9 @@
-//! Certificates for the two-proxy targets: one certificate authority per start, a client and
-//! a server identity issued by it, written in the layout each proxy reads. trellis-proxy and
-//! HAProxy get certificates from the same CA, with the same key type (ECDSA P-256).
+//! Certificates for the two-proxy targets: one certificate authority per bench run, a client
+//! and a server identity issued by it, written in the layout each proxy reads. trellis-proxy
+//! and HAProxy get the same certificates (ECDSA P-256, the SPIFFE id as the only name).
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -29,7 +30,15 @@ pub struct Pair {
 }
 
 impl Pair {
-    pub fn issue() -> Result<Self> {
+    /// The run's certificates, issued on first use.
+    pub fn shared() -> Result<&'static Pair> {
+        static PAIR: OnceLock<Result<Pair, String>> = OnceLock::new();
+        PAIR.get_or_init(|| Pair::issue().map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    fn issue() -> Result<Self> {
         let ca = Ca::new(TRUST_DOMAIN, LIFETIME).context("creating the bench CA")?;
         let issue = |id: &SpiffeId| {
             ca.issue_pem(id, LIFETIME)

@@ -117,7 +117,7 @@ pub async fn start_single(env: &Env) -> Result<Running> {
 }
 
 pub async fn start_mtls_pair(env: &Env) -> Result<Running> {
-    let certs = Pair::issue()?;
+    let certs = Pair::shared()?;
     let server_dir = identity::write_trellis_dir(
         &env.tmp.join("mtls/server-certs"),
         &certs.server,
