@@ -27,8 +27,8 @@ use tokio_rustls::client::TlsStream;
 use crate::body::BoxError;
 use crate::tls::{IdentityMismatch, SpiffeId, Tls};
 
-/// Identities expected at meshed addresses.
-pub type Expected = Arc<RwLock<HashMap<SocketAddr, Arc<SpiffeId>>>>;
+/// Identities expected at meshed addresses, with their text (for metrics labels, made once).
+pub type Expected = Arc<RwLock<HashMap<SocketAddr, (Arc<SpiffeId>, Arc<str>)>>>;
 
 #[derive(Clone)]
 pub struct MeshConnector {
@@ -65,7 +65,7 @@ impl tower::Service<Uri> for MeshConnector {
                 .read()
                 .expect("expected identities lock")
                 .get(&addr)
-                .cloned()
+                .map(|(id, _)| id.clone())
                 .ok_or_else(|| format!("no identity is known for the meshed endpoint {addr}"))?;
             let tls = this.tls.as_ref().ok_or_else(|| no_identity(&expected))?;
             let stream = handshake(

@@ -90,13 +90,8 @@ impl Connect {
             .extensions()
             .get::<EndpointIdentity>()
             .map(|i| i.0.clone());
-        let scheme = match &identity {
-            Some(id) => {
-                self.expect(addr, id);
-                "https"
-            }
-            None => "http",
-        };
+        let peer = identity.as_ref().map(|id| self.expect(addr, id));
+        let scheme = if peer.is_some() { "https" } else { "http" };
         let path = req
             .uri()
             .path_and_query()
@@ -140,9 +135,8 @@ impl Connect {
                 } else {
                     strip_hop_by_hop(rsp.headers_mut(), false);
                 }
-                if let Some(id) = identity {
-                    rsp.extensions_mut()
-                        .insert(PeerIdentity(Some(id.to_string().into())));
+                if peer.is_some() {
+                    rsp.extensions_mut().insert(PeerIdentity(peer));
                 }
                 rsp.map(body::boxed)
             }
@@ -173,19 +167,23 @@ impl Connect {
 
 impl Connect {
     /// Records the identity `addr` must prove, for the connector.
-    fn expect(&self, addr: SocketAddr, id: &Arc<SpiffeId>) {
+    /// Returns the identity as text, made once per address and identity.
+    fn expect(&self, addr: SocketAddr, id: &Arc<SpiffeId>) -> Arc<str> {
         let expected = &self.clients.expected;
-        let known = expected
+        if let Some((known, text)) = expected
             .read()
             .expect("expected identities lock")
             .get(&addr)
-            .is_some_and(|known| known == id);
-        if !known {
-            expected
-                .write()
-                .expect("expected identities lock")
-                .insert(addr, id.clone());
+            && known == id
+        {
+            return text.clone();
         }
+        let text: Arc<str> = id.to_string().into();
+        expected
+            .write()
+            .expect("expected identities lock")
+            .insert(addr, (id.clone(), text.clone()));
+        text
     }
 }
 
