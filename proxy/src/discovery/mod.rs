@@ -54,6 +54,17 @@ impl Backoff {
     }
 }
 
+/// A Discovery client on a fresh connection to the control plane.
+async fn connect(
+    endpoint: &tonic::transport::Endpoint,
+) -> Result<api::discovery_client::DiscoveryClient<tonic::transport::Channel>, tonic::Status> {
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("cannot connect: {e}")))?;
+    Ok(api::discovery_client::DiscoveryClient::new(channel))
+}
+
 /// The longest wait after `failures` failures in a row.
 fn backoff_ceiling(failures: u32) -> Duration {
     BACKOFF_BASE

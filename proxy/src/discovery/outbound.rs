@@ -93,12 +93,7 @@ impl Discovery {
     }
 
     async fn stream(&self, authority: &str, backoff: &mut Backoff) -> Result<(), tonic::Status> {
-        let channel = self
-            .endpoint
-            .connect()
-            .await
-            .map_err(|e| tonic::Status::unavailable(format!("cannot connect: {e}")))?;
-        let mut client = api::discovery_client::DiscoveryClient::new(channel);
+        let mut client = super::connect(&self.endpoint).await?;
         let (tx, rx) = mpsc::channel(4);
         let request = |ack| api::OutboundRequest {
             workload: Some(self.workload.clone()),
