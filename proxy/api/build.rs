@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "trellis/proxy/v1/identity.proto",
         "trellis/proxy/v1/discovery.proto",
+        "trellis/proxy/v1/registry.proto",
     ];
     let descriptors = protox::compile(files, ["proto"])?;
     let encoded = descriptors.encode_to_vec();
@@ -16,11 +17,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .compile_well_known_types(true)
+        // Ordered maps: the same config always encodes to the same bytes, so the operator
+        // can version a config by the hash of its encoding.
+        .btree_map(".")
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(descriptors)?;
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?
         .preserve_proto_field_names()
+        .btree_map(["."])
         .build(&[".trellis.proxy.v1"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())

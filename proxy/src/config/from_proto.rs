@@ -275,7 +275,7 @@ fn endpoint(e: api::Endpoint, field: &str) -> Result<Endpoint> {
     Ok(Endpoint {
         address: socket_address(&addr, &format!("{field}.address"))?,
         identity,
-        labels: e.labels,
+        labels: e.labels.into_iter().collect(),
     })
 }
 
