@@ -14,9 +14,14 @@ use crate::specs::{
     self, HTTPRouteGroup, TCPRoute, UDPRoute, http_route_group, tcp_route, udp_route,
 };
 use crate::split::{self, TrafficSplit};
-use crate::trellis::{self, mesh_config, mesh_config::MeshConfig};
+use crate::trellis::{
+    self, mesh_config, mesh_config::MeshConfig, traffic_policy, traffic_policy::TrafficPolicy,
+};
 
 /// A resource Trellis reads, at its hub version.
+// Resources are held one per object read, not in bulk: the size difference between
+// variants does not matter, and unboxed variants keep every `match` simple.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Resource {
     TrafficSplit(TrafficSplit),
@@ -25,6 +30,7 @@ pub enum Resource {
     TCPRoute(TCPRoute),
     UDPRoute(UDPRoute),
     MeshConfig(MeshConfig),
+    TrafficPolicy(TrafficPolicy),
 }
 
 /// Why an object of a served kind could not be read.
@@ -67,7 +73,7 @@ impl ParseError {
 }
 
 /// `(group, kind, versions newest first)` of every kind Trellis serves.
-pub const SERVED: [(&str, &str, &[&str]); 6] = [
+pub const SERVED: [(&str, &str, &[&str]); 7] = [
     (split::GROUP, split::KIND, &split::VERSIONS),
     (access::GROUP, access::KIND, &access::VERSIONS),
     (
@@ -78,6 +84,7 @@ pub const SERVED: [(&str, &str, &[&str]); 6] = [
     (specs::GROUP, tcp_route::KIND, &tcp_route::VERSIONS),
     (specs::GROUP, udp_route::KIND, &udp_route::VERSIONS),
     (trellis::GROUP, mesh_config::KIND, &[trellis::VERSION]),
+    (trellis::GROUP, traffic_policy::KIND, &[trellis::VERSION]),
 ];
 
 /// Whether `apiVersion`/`kind` name a kind Trellis serves (in any version).
@@ -142,6 +149,7 @@ pub fn parse(mut value: Value) -> Result<Option<Resource>, ParseError> {
         ("TCPRoute", "v1alpha4") => Resource::TCPRoute(read(value)?),
         ("TCPRoute", _) => Resource::TCPRoute(read::<tcp_route::v1alpha3::TCPRoute>(value)?.into()),
         ("UDPRoute", _) => Resource::UDPRoute(read::<udp_route::v1alpha4::UDPRoute>(value)?),
+        ("TrafficPolicy", _) => Resource::TrafficPolicy(read(value)?),
         _ => Resource::MeshConfig(read(value)?),
     };
     Ok(Some(resource))
@@ -219,6 +227,14 @@ pub fn to_version(resource: &Resource, version: &str) -> Result<Value, ParseErro
                 &[trellis::VERSION],
             ));
         }
+        (Resource::TrafficPolicy(p), "v1alpha1") => json(serde_json::to_value(p)),
+        (Resource::TrafficPolicy(_), _) => {
+            return Err(unserved(
+                traffic_policy::KIND,
+                trellis::GROUP,
+                &[trellis::VERSION],
+            ));
+        }
     })
 }
 
@@ -231,6 +247,7 @@ impl Resource {
             Resource::TCPRoute(_) => tcp_route::KIND,
             Resource::UDPRoute(_) => udp_route::KIND,
             Resource::MeshConfig(_) => mesh_config::KIND,
+            Resource::TrafficPolicy(_) => traffic_policy::KIND,
         }
     }
 
@@ -242,6 +259,7 @@ impl Resource {
             Resource::TCPRoute(r) => &r.metadata,
             Resource::UDPRoute(r) => &r.metadata,
             Resource::MeshConfig(r) => &r.metadata,
+            Resource::TrafficPolicy(r) => &r.metadata,
         }
     }
 
@@ -253,6 +271,7 @@ impl Resource {
             Resource::TCPRoute(r) => &mut r.metadata,
             Resource::UDPRoute(r) => &mut r.metadata,
             Resource::MeshConfig(r) => &mut r.metadata,
+            Resource::TrafficPolicy(r) => &mut r.metadata,
         }
     }
 

@@ -1,10 +1,12 @@
 //! Checks across the objects of one tree of manifests: references to Services and route
-//! resources, and TrafficSplits that claim the same root.
+//! resources (from TrafficSplits, TrafficTargets and TrafficPolicies), and TrafficSplits
+//! that claim the same root.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use smi_crds::access::rule_kinds;
 use smi_crds::dynamic::Resource;
+use smi_crds::trellis::traffic_policy::{Mirror, TrafficPolicySpec};
 use smi_crds::validate::Problem;
 
 use super::Parsed;
@@ -138,7 +140,69 @@ impl Refs<'_> {
                     }
                 }
             }
+            Resource::TrafficPolicy(tp) => problems.extend(self.policy_problems(&tp.spec, ns)),
             _ => {}
+        }
+        problems
+    }
+
+    /// The policy's Service and mirror Service (warnings: the policy applies once they
+    /// exist), its routes' HTTPRouteGroups and match names (errors).
+    fn policy_problems(&self, spec: &TrafficPolicySpec, ns: &str) -> Vec<Problem> {
+        let key = |name: &str| (ns.to_owned(), name.to_owned());
+        let mut problems = Vec::new();
+        if !spec.service.is_empty() && !self.services.contains(&key(&spec.service)) {
+            problems.push(Problem::warning(
+                "spec.service",
+                format!(
+                    "no Service {:?} in namespace {ns:?} in these manifests; the policy applies once it exists",
+                    spec.service
+                ),
+            ));
+        }
+        let mirror = |field: String, mirror: Option<&Mirror>| {
+            let m = mirror.filter(|m| !m.service.is_empty())?;
+            (!self.services.contains(&key(&m.service))).then(|| {
+                Problem::warning(
+                    field,
+                    format!(
+                        "no Service {:?} in namespace {ns:?} in these manifests; nothing is mirrored until it exists",
+                        m.service
+                    ),
+                )
+            })
+        };
+        problems.extend(mirror("spec.mirror.service".into(), spec.mirror.as_ref()));
+        for (i, route) in spec.routes.iter().enumerate() {
+            if !route.http_route_group.is_empty() {
+                match self.route_groups.get(&key(&route.http_route_group)) {
+                    None => problems.push(Problem::error(
+                        format!("spec.routes[{i}].httpRouteGroup"),
+                        format!(
+                            "no HTTPRouteGroup {:?} in namespace {ns:?}; create it or fix the name",
+                            route.http_route_group
+                        ),
+                    )),
+                    Some(names) => {
+                        for (k, m) in route.matches.iter().enumerate() {
+                            if !names.contains(&m.as_str()) {
+                                problems.push(Problem::error(
+                                    format!("spec.routes[{i}].matches[{k}]"),
+                                    format!(
+                                        "HTTPRouteGroup {:?} has no match {m:?}; its matches are: {}",
+                                        route.http_route_group,
+                                        names.join(", ")
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            problems.extend(mirror(
+                format!("spec.routes[{i}].mirror.service"),
+                route.mirror.as_ref(),
+            ));
         }
         problems
     }
