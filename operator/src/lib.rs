@@ -7,5 +7,6 @@
 //! The control plane proper (index, compile, discovery, identity) builds on these.
 
 pub mod cli;
+pub mod index;
 pub mod lint;
 pub mod manifest;
