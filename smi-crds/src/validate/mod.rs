@@ -10,6 +10,7 @@ mod mesh_config;
 mod names;
 mod specs;
 mod split;
+mod traffic_policy;
 
 use std::fmt;
 
@@ -82,7 +83,7 @@ pub fn validate(resource: &Resource) -> Vec<Problem> {
         Resource::TCPRoute(r) => specs::validate_ports(&r.spec.matches.ports),
         Resource::UDPRoute(r) => specs::validate_ports(&r.spec.matches.ports),
         Resource::MeshConfig(m) => mesh_config::validate(m),
-        Resource::TrafficPolicy(_) => Vec::new(),
+        Resource::TrafficPolicy(p) => traffic_policy::validate(&p.spec),
     });
     problems
 }
