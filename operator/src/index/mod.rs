@@ -98,6 +98,18 @@ impl Index {
     }
 }
 
+impl Snapshot {
+    /// The snapshot the writer makes from `updates` (tests, benchmarks, offline tools).
+    pub fn build(options: Options, updates: impl IntoIterator<Item = Update>) -> Snapshot {
+        let mut writer = apply::Writer::new(options);
+        for update in updates {
+            writer.apply(update);
+        }
+        writer.finish();
+        writer.snapshot
+    }
+}
+
 async fn run(
     mut writer: apply::Writer,
     mut rx: mpsc::UnboundedReceiver<Message>,
