@@ -61,6 +61,7 @@ fn printed_crds_are_valid_yaml_documents_one_per_kind() {
             "tcproutes.specs.smi-spec.io",
             "udproutes.specs.smi-spec.io",
             "meshconfigs.trellis.dev",
+            "trafficpolicies.trellis.dev",
         ]
     );
 }

@@ -49,6 +49,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
             specs::HUB_VERSION,
         ),
         finish(trellis::mesh_config::MeshConfig::crd(), "trellis"),
+        finish(trellis::traffic_policy::TrafficPolicy::crd(), "trellis"),
     ]
 }
 
