@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod compile;
+pub mod identity;
 pub mod index;
 pub mod lint;
 pub mod manifest;

@@ -1,6 +1,8 @@
 //! The `trellis` command line: one module per subcommand.
 
 mod crds;
+mod identity;
+mod join_token;
 mod validate;
 
 use std::process::ExitCode;
@@ -30,6 +32,23 @@ enum Command {
     Validate(validate::Args),
     /// Print or write the CustomResourceDefinitions Trellis serves.
     Crds(crds::Args),
+    /// Print a join token: a workload's proof of its identity in local mode.
+    ///
+    /// A proxy presents the token (--identity-token-file) to the operator's Identity API
+    /// and gets a certificate for spiffe://<trust-domain>/ns/<NS>/sa/<SA>, and for no other
+    /// identity. The token is made with the key DIR/identity/join-token.key (created, with a
+    /// note on stderr, when missing); an operator with the same --data-dir accepts it.
+    /// Anyone holding the token can get that identity's certificate: keep it as secret
+    /// as a password.
+    ///
+    /// Example:
+    ///   trellis join-token --data-dir /var/lib/trellis --namespace shop --service-account web > web.token
+    ///   trellis-proxy --identity spiffe://cluster.local/ns/shop/sa/web \
+    ///     --identity-token-file web.token --identity-url http://127.0.0.1:8090 ...
+    #[command(verbatim_doc_comment)]
+    JoinToken(join_token::Args),
+    /// The identity CA's roots: list them, rotate them (see docs/identity.md).
+    Identity(identity::Args),
 }
 
 /// Exit codes shared by every subcommand.
@@ -47,6 +66,8 @@ pub fn run() -> ExitCode {
     let code = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Crds(args) => crds::run(args),
+        Command::JoinToken(args) => join_token::run(args),
+        Command::Identity(args) => identity::run(args),
     };
     ExitCode::from(code)
 }
