@@ -339,6 +339,10 @@ fn each_rule_names_its_field_and_what_is_valid() {
                 "spec.routes[2].matches[1]: duplicate route match \"r/b\" (also spec.routes[0].matches[1]); the first route takes its requests: list each match once",
             ],
         ),
+        (
+            "  fault: {abort: {percent: 5, httpStatus: 503}}\n  routes: [{httpRouteGroup: r, matches: [health], fault: {}}]\n",
+            &[],
+        ),
         // the overridable fields are checked at the route's path
         (
             "  routes:\n  - httpRouteGroup: r\n    matches: [a]\n    timeout: 0s\n    retries: {attempts: 2, statuses: [700]}\n    fault: {abort: {percent: 5}}\n    mirror: {service: web}\n",

@@ -46,6 +46,13 @@ pub(super) fn validate(spec: &TrafficPolicySpec) -> Vec<Problem> {
         p.load_balancer(lb);
     }
     if let Some(f) = &spec.fault {
+        // On a route, `fault: {}` is meaningful: no fault for its requests.
+        if f.delay.is_none() && f.abort.is_none() {
+            p.warning(
+                "spec.fault",
+                "sets neither delay nor abort: nothing is injected",
+            );
+        }
         p.fault("spec.fault", f);
     }
     if let Some(rl) = &spec.rate_limit {
@@ -283,9 +290,6 @@ impl Problems {
     }
 
     fn fault(&mut self, at: &str, f: &Fault) {
-        if f.delay.is_none() && f.abort.is_none() {
-            self.warning(at, "sets neither delay nor abort: nothing is injected");
-        }
         if let Some(d) = &f.delay {
             self.percent(&format!("{at}.delay.percent"), d.percent);
             self.duration(&format!("{at}.delay.duration"), &d.duration);
