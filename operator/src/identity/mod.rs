@@ -16,6 +16,7 @@
 //! - [`store`]: the files, reloading them when they change, root rotation.
 //! - [`tokens`]: [`TokenValidator`] and local-mode [`JoinTokens`].
 //! - [`server`]: [`IdentityServer`], the gRPC service, and its metric.
+//! - [`x509`]: PEM, CSRs, fingerprints.
 //!
 //! The operator's main (local mode) starts it with [`start`] and serves the result:
 //!
@@ -35,6 +36,7 @@ pub mod server;
 pub mod spiffe;
 pub mod store;
 pub mod tokens;
+pub mod x509;
 
 #[cfg(test)]
 mod tests;

@@ -23,7 +23,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use super::IdentityError;
-use super::ca::{CaMaterial, CaPem, Root, certificate_pem, certificates};
+use super::ca::{CaMaterial, CaPem, Root};
+use super::x509::{certificate_pem, certificates};
 
 /// How often a running operator looks for changed CA files.
 pub const POLL: Duration = Duration::from_secs(2);

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 use rcgen::{CertificateParams, KeyPair, SanType};
 use x509_parser::extensions::GeneralName;
 
-use super::ca::{CertifyError, certificates};
+use super::ca::CertifyError;
+use super::x509::{certificate_pem, certificates, whole_seconds};
 use super::*;
 
 const TD: &str = "cluster.local";
@@ -281,7 +282,7 @@ fn a_leaf_names_the_requested_identity_only_and_lives_the_lifetime() {
     let validity = cert.validity();
     let lifetime = validity.not_after.timestamp() - validity.not_before.timestamp();
     assert_eq!(lifetime, (HOUR + ca::CLOCK_SKEW).as_secs() as i64);
-    assert_eq!(ca::whole_seconds(now) + HOUR, leaf.not_after);
+    assert_eq!(whole_seconds(now) + HOUR, leaf.not_after);
     let (_, issuer) = x509_parser::parse_x509_certificate(ca.issuer_der()).unwrap();
     cert.verify_signature(Some(issuer.public_key())).unwrap();
 
@@ -340,5 +341,5 @@ fn pem_certificates_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let ca = new_store(dir.path()).material();
     let der = ca.roots()[0].der.clone();
-    assert_eq!(certificates(&ca::certificate_pem(&der)).unwrap(), [der]);
+    assert_eq!(certificates(&certificate_pem(&der)).unwrap(), [der]);
 }
