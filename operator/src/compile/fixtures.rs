@@ -61,6 +61,7 @@ pub fn workload(ns: &str, name: &str, app: &str, ip: &str) -> Workload {
         }],
         ready: true,
         meshed: true,
+        inbound_port: None,
     }
 }
 
@@ -75,4 +76,69 @@ pub fn mesh(objects: Vec<SourceObject>, workloads: Vec<Workload>) -> Snapshot {
             .map(Update::Apply)
             .chain(workloads.into_iter().map(Update::Workload)),
     )
+}
+
+/// A Namespace with annotations (`trellis.dev/permissive`, ...).
+pub fn namespace(name: &str, annotations: &[(&str, &str)]) -> SourceObject {
+    SourceObject::Namespace(crate::index::Namespace {
+        name: name.to_owned(),
+        labels: BTreeMap::new(),
+        annotations: annotations
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    })
+}
+
+/// A TrafficTarget `ns/name` to the ServiceAccount `destination`. A source is `sa` or
+/// `namespace/sa`; a rule is `Kind name [match...]` (`HTTPRouteGroup api-routes get-api`).
+pub fn traffic_target(
+    ns: &str,
+    name: &str,
+    destination: &str,
+    sources: &[&str],
+    rules: &[&str],
+) -> SourceObject {
+    let sources: Vec<String> = sources
+        .iter()
+        .map(|s| match s.split_once('/') {
+            Some((sns, sa)) => format!("{{kind: ServiceAccount, name: {sa}, namespace: {sns}}}"),
+            None => format!("{{kind: ServiceAccount, name: {s}}}"),
+        })
+        .collect();
+    let rules: Vec<String> = rules
+        .iter()
+        .map(|r| {
+            let mut words = r.split_whitespace();
+            let kind = words.next().expect("a rule kind");
+            let rule = words.next().expect("a rule name");
+            let matches: Vec<&str> = words.collect();
+            format!("{{kind: {kind}, name: {rule}, matches: [{}]}}", matches.join(", "))
+        })
+        .collect();
+    object(&format!(
+        "apiVersion: access.smi-spec.io/v1alpha3\nkind: TrafficTarget\n\
+         metadata: {{name: {name}, namespace: {ns}}}\n\
+         spec:\n  destination: {{kind: ServiceAccount, name: {destination}}}\n\
+         \x20 sources: [{}]\n  rules: [{}]\n",
+        sources.join(", "),
+        rules.join(", ")
+    ))
+}
+
+/// A TCPRoute (`kind` `TCPRoute`) or UDPRoute `ns/name` selecting `ports` (`[]`: all).
+pub fn port_route(kind: &str, ns: &str, name: &str, ports: &[u16]) -> SourceObject {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    object(&format!(
+        "apiVersion: specs.smi-spec.io/v1alpha4\nkind: {kind}\n\
+         metadata: {{name: {name}, namespace: {ns}}}\nspec: {{matches: {{ports: [{}]}}}}\n",
+        ports.join(", ")
+    ))
+}
+
+/// The MeshConfig `default` with `spec` (YAML flow mapping body: `permissive: true`).
+pub fn mesh_config(spec: &str) -> SourceObject {
+    object(&format!(
+        "apiVersion: trellis.dev/v1alpha1\nkind: MeshConfig\nmetadata: {{name: default}}\nspec: {{{spec}}}\n"
+    ))
 }

@@ -50,6 +50,13 @@ pub enum SourceObject {
     Service(Service),
     Namespace(Namespace),
     Resource(Box<Resource>, Origin),
+    /// A resource that could not be read (bad field type, unserved version): its status
+    /// says why and its last good version, if any, stays in force.
+    Invalid {
+        resource: ResourceRef,
+        origin: Origin,
+        problems: Vec<smi_crds::validate::Problem>,
+    },
 }
 
 /// Names an object for deletion and for tracking what a source holds.
@@ -66,6 +73,7 @@ impl SourceObject {
             SourceObject::Service(s) => ObjectId::Service(s.key.clone()),
             SourceObject::Namespace(n) => ObjectId::Namespace(n.name.as_str().into()),
             SourceObject::Resource(r, _) => ObjectId::Resource(resource_ref(r)),
+            SourceObject::Invalid { resource, .. } => ObjectId::Resource(resource.clone()),
         }
     }
 }
@@ -184,6 +192,19 @@ impl Writer {
                 }
             }
             SourceObject::Resource(r, origin) => self.put_resource(*r, origin),
+            SourceObject::Invalid {
+                resource,
+                origin,
+                problems,
+            } => {
+                let status = ResourceStatus {
+                    origin,
+                    accepted: false,
+                    previous_in_force: self.in_force(&resource),
+                    problems,
+                };
+                put(&mut self.snapshot.statuses, resource, status);
+            }
         }
     }
 

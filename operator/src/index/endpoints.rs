@@ -25,7 +25,7 @@ pub fn derive<'a>(service: &Service, workloads: impl Iterator<Item = &'a Workloa
                         TargetPort::Number(n) => *n,
                         TargetPort::Name(name) => w.named_port(name)?.port,
                     };
-                    Some((p.name.clone(), port))
+                    Some((p.name.clone(), w.inbound_port.unwrap_or(port)))
                 })
                 .collect();
             w.addresses.iter().map(move |ip| Endpoint {
@@ -85,6 +85,7 @@ mod tests {
             }],
             ready,
             meshed: true,
+            inbound_port: None,
         }
     }
 
@@ -134,6 +135,15 @@ mod tests {
         );
         assert_eq!(set.endpoints[0].ports.get("http"), Some(&8080));
         assert_eq!(set.endpoints[1].ports.get("http"), None);
+    }
+
+    #[test]
+    fn a_workload_reached_through_its_proxy_is_an_endpoint_at_the_inbound_port() {
+        let service = mk_service(&[("app", "web")], TargetPort::Number(80));
+        let mut w = mk_workload("web-1", "127.0.0.1", &[("app", "web")], true);
+        w.inbound_port = Some(4143);
+        let set = derive(&service, [w].iter());
+        assert_eq!(set.endpoints[0].ports.get("http"), Some(&4143));
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub struct Workload {
     pub ready: bool,
     /// Has a Trellis proxy (mTLS identity); unmeshed workloads are plaintext endpoints.
     pub meshed: bool,
+    /// Local mode without interception: every port of the workload is reached through its
+    /// proxy's inbound listener at this port, which forwards to the app.
+    pub inbound_port: Option<u16>,
 }
 
 impl Workload {
@@ -271,6 +274,7 @@ mod tests {
             ports: vec![],
             ready: true,
             meshed: true,
+            inbound_port: None,
         };
         assert!(!w.selected_by(&BTreeMap::new()));
         assert!(w.selected_by(&[("app".to_owned(), "web".to_owned())].into()));

@@ -176,11 +176,10 @@ impl<'a> Reader<'a> {
     /// The MeshConfig spec in force, or the defaults.
     pub fn mesh_config(&self) -> MeshConfigSpec {
         self.dep(Key::MeshConfig);
-        self.snapshot
-            .mesh_config
-            .as_ref()
-            .map(|m| m.spec.clone())
-            .unwrap_or_default()
+        match &self.snapshot.mesh_config {
+            Some(m) => m.spec.clone(),
+            None => default_mesh_config(),
+        }
     }
 
     /// Splits whose root is `service`, sorted by name.
@@ -227,6 +226,12 @@ impl<'a> Reader<'a> {
         self.dep(Key::UdpRoute(key.clone()));
         self.snapshot.udp_routes.get(key).map(|r| &**r)
     }
+}
+
+/// The MeshConfig spec without a MeshConfig: the serde defaults (`cluster.local`, ...),
+/// which `Default` (all fields empty) is not.
+pub fn default_mesh_config() -> MeshConfigSpec {
+    serde_json::from_value(serde_json::json!({})).expect("every MeshConfig field has a default")
 }
 
 /// What an address is in the mesh.

@@ -38,6 +38,7 @@ pub(crate) fn mk_workload(ns: &str, name: &str, app: &str, ip: &str) -> Workload
         ports: vec![],
         ready: true,
         meshed: true,
+        inbound_port: None,
     }
 }
 
@@ -262,4 +263,45 @@ async fn the_task_batches_updates_and_tells_listeners_what_changed() {
             .unwrap()
             .contains(&Key::Endpoints(ObjKey::new("shop", "web")))
     );
+}
+
+#[test]
+fn an_unreadable_resource_keeps_its_last_good_version_and_is_not_deleted_by_its_source() {
+    let mut w = local();
+    w.apply(Update::Source {
+        name: "git".into(),
+        objects: vec![mk_resource(SPLIT)],
+    });
+    w.finish();
+    let split = ResourceRef {
+        kind: "TrafficSplit",
+        namespace: Some("shop".into()),
+        name: "web-rollout".into(),
+    };
+    w.apply(Update::Source {
+        name: "git".into(),
+        objects: vec![SourceObject::Invalid {
+            resource: split.clone(),
+            origin: Origin::source("git"),
+            problems: vec![smi_crds::validate::Problem::error(
+                "spec.backends",
+                "must be a list",
+            )],
+        }],
+    });
+    assert!(w.finish().is_empty(), "the split in force did not change");
+    assert_eq!(w.snapshot.reader().splits_of(&ObjKey::new("shop", "web")).len(), 1);
+    let snapshot = w.snapshot.clone();
+    let (r, status) = snapshot.statuses()[0];
+    assert_eq!(r, &split);
+    assert!(!status.accepted && status.previous_in_force);
+}
+
+#[test]
+fn without_a_mesh_config_the_defaults_hold() {
+    let snapshot = Snapshot::default();
+    let mesh = snapshot.reader().mesh_config();
+    assert_eq!(mesh.trust_domain, "cluster.local");
+    assert_eq!(mesh.certificates.workload_lifetime, "24h");
+    assert!(!mesh.permissive);
 }
