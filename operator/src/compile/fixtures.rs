@@ -113,7 +113,10 @@ pub fn traffic_target(
             let kind = words.next().expect("a rule kind");
             let rule = words.next().expect("a rule name");
             let matches: Vec<&str> = words.collect();
-            format!("{{kind: {kind}, name: {rule}, matches: [{}]}}", matches.join(", "))
+            format!(
+                "{{kind: {kind}, name: {rule}, matches: [{}]}}",
+                matches.join(", ")
+            )
         })
         .collect();
     object(&format!(
