@@ -1,6 +1,6 @@
 //! Checks across the objects of one tree of manifests: references to Services and route
-//! resources (from TrafficSplits, TrafficTargets and TrafficPolicies), and TrafficSplits
-//! that claim the same root.
+//! resources (from TrafficSplits, TrafficTargets and TrafficPolicies), TrafficSplits
+//! that claim the same root and TrafficPolicies that claim the same Service.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -53,7 +53,10 @@ pub(super) fn check<'a>(
         .iter()
         .map(|p| (p.object, refs.problems(p)))
         .collect();
-    for (index, problem) in conflicting_splits(parsed) {
+    for (index, problem) in conflicting_splits(parsed)
+        .into_iter()
+        .chain(conflicting_policies(parsed))
+    {
         out[index].1.push(problem);
     }
     out.retain(|(_, problems)| !problems.is_empty());
@@ -256,4 +259,122 @@ fn conflicting_splits(parsed: &[Parsed<'_>]) -> Vec<(usize, Problem)> {
         }
     }
     out
+}
+
+/// TrafficPolicies that name the same Service: only the first by name applies.
+fn conflicting_policies(parsed: &[Parsed<'_>]) -> Vec<(usize, Problem)> {
+    let mut by_service: BTreeMap<(&str, &str), Vec<(&str, usize)>> = BTreeMap::new();
+    for (index, p) in parsed.iter().enumerate() {
+        if let Resource::TrafficPolicy(tp) = &p.resource
+            && !tp.spec.service.is_empty()
+        {
+            let name = tp.metadata.name.as_deref().unwrap_or_default();
+            by_service
+                .entry((p.namespace.as_str(), tp.spec.service.as_str()))
+                .or_default()
+                .push((name, index));
+        }
+    }
+    let mut out = Vec::new();
+    for ((_, service), mut policies) in by_service {
+        policies.sort();
+        let Some(((first, _), rest)) = policies.split_first() else {
+            continue;
+        };
+        for (_, index) in rest {
+            out.push((
+                *index,
+                Problem::error(
+                    "spec.service",
+                    format!(
+                        "TrafficPolicy {first:?} also applies to Service {service:?}; only the first \
+                         by name applies to a Service: merge this policy into {first:?}"
+                    ),
+                ),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::lint::lint;
+    use crate::manifest::{Manifests, Object, yaml::parse_stream};
+
+    /// `field: message` of every finding for the objects of one YAML stream.
+    fn findings(text: &str) -> Vec<String> {
+        let manifests = Manifests {
+            objects: parse_stream(text)
+                .documents
+                .into_iter()
+                .map(|doc| Object {
+                    file: "policies.yaml".into(),
+                    doc,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        lint(&manifests, "shop")
+            .findings
+            .iter()
+            .map(|f| format!("{}: {}: {}", f.resource, f.field, f.message))
+            .collect()
+    }
+
+    const OBJECTS: &str = "apiVersion: v1
+kind: Service
+metadata: {name: web}
+---
+apiVersion: specs.smi-spec.io/v1alpha4
+kind: HTTPRouteGroup
+metadata: {name: web-routes}
+spec: {matches: [{name: search, pathRegex: /search}, {name: health, pathRegex: /healthz}]}
+";
+
+    fn mk_policy(name: &str, spec: &str) -> String {
+        format!(
+            "{OBJECTS}---\napiVersion: trellis.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: {name}}}\nspec:\n{spec}"
+        )
+    }
+
+    #[test]
+    fn a_policy_whose_references_resolve_has_no_findings() {
+        let text = mk_policy(
+            "web",
+            "  service: web\n  routes: [{httpRouteGroup: web-routes, matches: [search, health], timeout: 1s}]\n",
+        );
+        assert_eq!(findings(&text), Vec::<String>::new());
+    }
+
+    #[test]
+    fn policy_references_are_checked() {
+        let text = mk_policy(
+            "api",
+            "  service: api\n  mirror: {service: api-shadow}\n  routes:\n  - {httpRouteGroup: web-routes, matches: [search, serch], timeout: 1s}\n  - {httpRouteGroup: api-routes, matches: [a], mirror: {service: web}}\n",
+        );
+        assert_eq!(
+            findings(&text),
+            [
+                "TrafficPolicy/shop/api: spec.service: no Service \"api\" in namespace \"shop\" in these manifests; the policy applies once it exists",
+                "TrafficPolicy/shop/api: spec.mirror.service: no Service \"api-shadow\" in namespace \"shop\" in these manifests; nothing is mirrored until it exists",
+                "TrafficPolicy/shop/api: spec.routes[0].matches[1]: HTTPRouteGroup \"web-routes\" has no match \"serch\"; its matches are: search, health",
+                "TrafficPolicy/shop/api: spec.routes[1].httpRouteGroup: no HTTPRouteGroup \"api-routes\" in namespace \"shop\"; create it or fix the name",
+            ]
+        );
+    }
+
+    #[test]
+    fn only_the_first_policy_by_name_applies_to_a_service() {
+        let text = format!(
+            "{}---\napiVersion: trellis.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: a-web}}\nspec: {{service: web, timeout: 2s}}\n",
+            mk_policy("web", "  service: web\n  timeout: 1s\n")
+        );
+        assert_eq!(
+            findings(&text),
+            [
+                "TrafficPolicy/shop/web: spec.service: TrafficPolicy \"a-web\" also applies to Service \"web\"; only the first by name applies to a Service: merge this policy into \"a-web\""
+            ]
+        );
+    }
 }
