@@ -101,6 +101,22 @@ impl Snapshot {
         all.sort_by(|a, b| a.key.cmp(&b.key));
         all
     }
+
+    /// The TrafficSplit in force under `key` (status: checks across resources). Records
+    /// no dependency: compile reads splits through [`Reader::splits_of`].
+    pub fn traffic_split(&self, key: &ObjKey) -> Option<&TrafficSplit> {
+        self.splits.get(key).map(|s| &**s)
+    }
+
+    /// The TrafficTarget in force under `key` (status). Records no dependency.
+    pub fn traffic_target(&self, key: &ObjKey) -> Option<&TrafficTarget> {
+        self.targets.get(key).map(|t| &**t)
+    }
+
+    /// The TrafficPolicy in force under `key` (status). Records no dependency.
+    pub fn traffic_policy(&self, key: &ObjKey) -> Option<&TrafficPolicy> {
+        self.policies.get(key).map(|p| &**p)
+    }
 }
 
 /// Reads a snapshot and remembers what it read.
