@@ -58,8 +58,15 @@ impl Layout {
 
     /// The three CA files' contents.
     pub fn read(&self) -> Result<CaPem, IdentityError> {
-        let read =
-            |path: &Path| fs::read_to_string(path).map_err(IdentityError::io("reading", path));
+        let read = |path: &Path| {
+            fs::read_to_string(path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => IdentityError::file(
+                    path,
+                    "missing: the operator creates the CA on its first start with this data directory; restore the file if it had one",
+                ),
+                _ => IdentityError::io("reading", path)(e),
+            })
+        };
         Ok(CaPem {
             roots: read(&self.roots)?,
             issuer: read(&self.issuer)?,
