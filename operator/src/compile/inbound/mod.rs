@@ -74,7 +74,7 @@ fn compile(reader: &Reader<'_>, workload: &Workload) -> api::InboundConfig {
         .collect();
     let mut ports = ports(workload, &services);
     for port in &mesh.unmeshed_clients.allowed_ports {
-        if let Ok(port) = u16::try_from(*port) {
+        if let Ok(port @ 1..) = u16::try_from(*port) {
             ports.entry(port).or_default();
         }
     }
