@@ -1,18 +1,21 @@
 //! Outbound: the config a client workload needs to send requests to one destination.
 //!
 //! ```text
-//! Target --resolve--> Service + port --> routes, in the order the proxy tries them:
-//!                     |                    1. A/B splits (with matches), by name  <ns>/<split>
-//!                     |                    2. TrafficPolicy spec.routes[i]         <ns>/<policy>/<i>
-//!                     |                    3. default (no matches): the oldest split
-//!                     |                       without matches <ns>/<split>, else the
-//!                     |                       root's own endpoints                 default
-//!                     |                  every route: the policy's timeout, retry, fault, mirror
-//!                     |                  backends: one per Service at the root's port
-//!                     +--> workload   --> one route to that workload's endpoint
-//!                     +--> passthrough -> one route to exactly that address
-//!                     +--> unavailable -> one route without backends: 503 and why
+//! Target --resolve--+--> Service + port: routes, in the order the proxy tries them
+//!                   |      1. TrafficSplits with matches (A/B), by name   <ns>/<split>
+//!                   |      2. TrafficPolicy spec.routes[i]                <ns>/<policy>/<i>
+//!                   |      3. the default route (no matches): the oldest
+//!                   |         split without matches                      <ns>/<split>
+//!                   |         or else the root Service's endpoints        default
+//!                   |    every route: the policy's timeout, retry, fault, mirror
+//!                   |    backends: one per Service, at the root's port number
+//!                   +--> workload address: one route to that workload's endpoint
+//!                   +--> other address: one route to exactly that address (passthrough)
+//!                   +--> unknown Service or port: one route without backends (503 + why)
 //! ```
+//!
+//! Files: `resolve` (the target), `split` (TrafficSplits -> routes), `backend` (Services
+//! -> backends and eligibility); `tests/` states every rule as the exact config.
 //!
 //! Pure: reads the snapshot only through a [`Reader`], so that the keys it read are what
 //! the config depends on (the discovery server pushes again when one of them changes).
@@ -52,17 +55,12 @@ pub fn outbound(
                 .iter()
                 .find(|p| p.port == address.port())
                 .map_or(api::ProtocolHint::Unspecified, |p| p.protocol);
-            single_route(String::new(), protocol, backend, backends)
+            single_route(protocol, backend, backends)
         }
         Destination::Passthrough(address) => {
             let mut backends = Backends::new(&reader, address.port(), Default::default());
             let backend = backends.passthrough(address);
-            single_route(
-                String::new(),
-                api::ProtocolHint::Unspecified,
-                backend,
-                backends,
-            )
+            single_route(api::ProtocolHint::Unspecified, backend, backends)
         }
         Destination::Unavailable { authority, reason } => api::OutboundConfig {
             authority,
@@ -80,15 +78,14 @@ pub fn outbound(
     }
 }
 
-/// A config whose one route sends everything to `backend`.
+/// A config for an address that is no Service (no authority): its one route sends
+/// everything to `backend`.
 fn single_route(
-    authority: String,
     protocol: api::ProtocolHint,
     backend: String,
     backends: Backends<'_, '_>,
 ) -> api::OutboundConfig {
     api::OutboundConfig {
-        authority,
         protocol: protocol.into(),
         routes: vec![api::Route {
             name: DEFAULT_ROUTE.to_owned(),
