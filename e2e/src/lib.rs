@@ -75,6 +75,7 @@ pub mod identity;
 pub mod inbound_config;
 pub mod metrics;
 pub mod netns;
+pub mod operator;
 pub mod proxy;
 pub mod serve;
 pub mod sidecar;

@@ -59,7 +59,7 @@ impl Clone for Routes {
 
 impl Routes {
     /// Adds a generated tonic server (`DiscoveryServer::new(..)`).
-    pub fn add<S>(mut self, service: S) -> Self
+    pub fn with<S>(mut self, service: S) -> Self
     where
         S: tonic::server::NamedService
             + Service<Request, Response = Response, Error = Infallible>
@@ -85,7 +85,11 @@ impl Service<Request> for Routes {
 
     fn call(&mut self, req: Request) -> BoxFuture {
         let path = req.uri().path();
-        match self.services.iter_mut().find(|(p, _)| path.starts_with(p.as_str())) {
+        match self
+            .services
+            .iter_mut()
+            .find(|(p, _)| path.starts_with(p.as_str()))
+        {
             Some((_, service)) => service.call_boxed(req),
             None => {
                 let status = tonic::Status::unimplemented(format!("no gRPC service at {path}"));
@@ -100,6 +104,7 @@ pub async fn serve(listener: TcpListener, routes: Routes) {
     let builder = {
         let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         b.http2()
+            .timer(hyper_util::rt::TokioTimer::new())
             .max_concurrent_streams(None)
             .keep_alive_interval(Some(std::time::Duration::from_secs(20)));
         b.http2_only()
@@ -122,6 +127,8 @@ pub async fn serve(listener: TcpListener, routes: Routes) {
 /// Binds `addr` with a message that says what to do when it is taken.
 pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!("cannot listen on {addr} for {what}: {e}; pick another address with the flag")
+        anyhow::anyhow!(
+            "cannot listen on {addr} for {what}: {e}; pick another address with the flag"
+        )
     })
 }

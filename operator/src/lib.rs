@@ -6,9 +6,16 @@
 //!
 //! The control plane proper (index, compile, discovery, identity) builds on these.
 
+pub mod admin;
 pub mod cli;
 pub mod compile;
+pub mod discovery;
+pub mod grpc;
 pub mod identity;
 pub mod index;
 pub mod lint;
+pub mod local;
 pub mod manifest;
+pub mod metrics;
+pub mod registry;
+pub mod source;

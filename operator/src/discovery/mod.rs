@@ -139,12 +139,15 @@ fn target_of(target: Option<&api::outbound_request::Target>) -> Result<Target, S
                     addr.ip
                 ))
             })?;
-            let port = u16::try_from(addr.port).ok().filter(|p| *p > 0).ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "original_destination.port: {} is not a port number (1-65535)",
-                    addr.port
-                ))
-            })?;
+            let port = u16::try_from(addr.port)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "original_destination.port: {} is not a port number (1-65535)",
+                        addr.port
+                    ))
+                })?;
             Ok(Target::Address(SocketAddr::new(ip, port)))
         }
         _ => Err(Status::invalid_argument(

@@ -90,10 +90,8 @@ impl Subscriptions {
         let mut woken = HashSet::new();
         for key in keys {
             for id in inner.by_key.get(key).into_iter().flatten() {
-                if woken.insert(*id) {
-                    if let Some(wake) = inner.wake.get(id) {
-                        wake.notify_one();
-                    }
+                if let Some(wake) = inner.wake.get(id).filter(|_| woken.insert(*id)) {
+                    wake.notify_one();
                 }
             }
         }
@@ -174,7 +172,7 @@ mod tests {
             .expect("watch a woken");
         subs.set_deps(a.id, [api.clone()].into());
         assert_eq!(subs.changed(&[web]), 0, "a no longer reads web");
-        assert_eq!(subs.changed(&[api.clone()]), 2);
+        assert_eq!(subs.changed(std::slice::from_ref(&api)), 2);
         drop(b);
         assert_eq!(subs.changed(&[api]), 1, "a dropped watch is never woken");
         assert_eq!(subs.len(), 1);

@@ -109,14 +109,22 @@ pub(super) async fn run<W: Watched>(
 fn record_ack(shared: &Shared, id: u64, kind: &'static str, ack: &api::Ack) {
     match &ack.result {
         Some(api::ack::Result::Applied(version)) => {
-            shared.metrics.acks.with_label_values(&[kind, "applied"]).inc();
+            shared
+                .metrics
+                .acks
+                .with_label_values(&[kind, "applied"])
+                .inc();
             shared.subscriptions.update(id, |i| {
                 i.applied_version = Some(version.clone());
                 i.rejected = None;
             });
         }
         Some(api::ack::Result::Rejected(nack)) => {
-            shared.metrics.acks.with_label_values(&[kind, "rejected"]).inc();
+            shared
+                .metrics
+                .acks
+                .with_label_values(&[kind, "rejected"])
+                .inc();
             shared.subscriptions.update(id, |i| {
                 eprintln!(
                     "trellis operator: proxy {} refused {kind} config {} for {}: {}",

@@ -109,6 +109,8 @@ pub(super) struct Writer {
     sources: HashMap<String, HashSet<ObjectId>>,
     changed: HashSet<Key>,
     dirty_services: HashSet<ObjKey>,
+    /// A status changed (nothing compiled reads statuses, so no key names it).
+    statuses_changed: bool,
 }
 
 impl Writer {
@@ -119,6 +121,7 @@ impl Writer {
             sources: HashMap::new(),
             changed: HashSet::new(),
             dirty_services: HashSet::new(),
+            statuses_changed: false,
         }
     }
 
@@ -151,7 +154,7 @@ impl Writer {
     }
 
     /// Re-derives the endpoints of dirty Services and closes the batch: the keys changed
-    /// since the last call (empty when nothing changed, and then the revision stays).
+    /// since the last call. The revision moves when anything changed, statuses included.
     pub fn finish(&mut self) -> Vec<Key> {
         for key in std::mem::take(&mut self.dirty_services) {
             let derived = self
@@ -175,8 +178,8 @@ impl Writer {
             }
         }
         let mut changed: Vec<Key> = self.changed.drain().collect();
-        if !changed.is_empty() {
-            changed.sort();
+        changed.sort();
+        if !changed.is_empty() || std::mem::take(&mut self.statuses_changed) {
             self.snapshot.revision += 1;
         }
         changed
@@ -203,7 +206,7 @@ impl Writer {
                     previous_in_force: self.in_force(&resource),
                     problems,
                 };
-                put(&mut self.snapshot.statuses, resource, status);
+                self.statuses_changed |= put(&mut self.snapshot.statuses, resource, status);
             }
         }
     }
@@ -217,7 +220,7 @@ impl Writer {
                 }
             }
             ObjectId::Resource(r) => {
-                take(&mut self.snapshot.statuses, &r);
+                self.statuses_changed |= take(&mut self.snapshot.statuses, &r).is_some();
                 self.remove_resource(&r);
             }
         }
@@ -359,7 +362,7 @@ impl Writer {
             previous_in_force: !accepted && in_force,
             problems,
         };
-        put(&mut self.snapshot.statuses, r.clone(), status);
+        self.statuses_changed |= put(&mut self.snapshot.statuses, r.clone(), status);
         if !accepted {
             return;
         }

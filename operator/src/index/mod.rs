@@ -126,12 +126,15 @@ async fn run(
             }
             next = rx.try_recv().ok();
         }
+        let revision = writer.snapshot.revision;
         let changed = writer.finish();
-        if !changed.is_empty() {
+        if writer.snapshot.revision != revision {
             let snapshot = Arc::new(writer.snapshot.clone());
             snapshots.send_replace(snapshot.clone());
-            for listener in listeners.lock().expect("a listener panicked").iter() {
-                listener(&snapshot, &changed);
+            if !changed.is_empty() {
+                for listener in listeners.lock().expect("a listener panicked").iter() {
+                    listener(&snapshot, &changed);
+                }
             }
         }
         for done in flushes.drain(..) {

@@ -290,7 +290,13 @@ fn an_unreadable_resource_keeps_its_last_good_version_and_is_not_deleted_by_its_
         }],
     });
     assert!(w.finish().is_empty(), "the split in force did not change");
-    assert_eq!(w.snapshot.reader().splits_of(&ObjKey::new("shop", "web")).len(), 1);
+    assert_eq!(
+        w.snapshot
+            .reader()
+            .splits_of(&ObjKey::new("shop", "web"))
+            .len(),
+        1
+    );
     let snapshot = w.snapshot.clone();
     let (r, status) = snapshot.statuses()[0];
     assert_eq!(r, &split);

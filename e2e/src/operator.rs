@@ -1,0 +1,176 @@
+//! `trellis operator --local` as a child process: manifests in a directory the test
+//! writes, CA material in a data directory, gRPC and admin on free loopback ports.
+//!
+//! ```text
+//! let operator = Operator::start(manifests_dir).await?;
+//! let token = operator.join_token("shop", "web")?;     // a file for --identity-token-file
+//! let status = operator.status().await?;               // GET /status, parsed
+//! ```
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::sync::oneshot;
+
+use crate::client;
+
+/// The line the operator prints once its listeners are bound.
+pub const LISTENING_PREFIX: &str = "trellis operator listening ";
+
+pub struct Operator {
+    child: Child,
+    /// The gRPC API (Discovery, Identity, Registry).
+    pub grpc: SocketAddr,
+    pub admin: SocketAddr,
+    data_dir: tempfile::TempDir,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Operator {
+    /// Starts the operator reading `manifests` (polled every 100 ms).
+    pub async fn start(manifests: &Path) -> anyhow::Result<Operator> {
+        let data_dir = tempfile::tempdir()?;
+        let mut child = Command::new(crate::binary("trellis"))
+            .arg("operator")
+            .arg("--local")
+            .arg("--manifests")
+            .arg(manifests)
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args(["--poll", "100ms", "--registration-grace", "2s"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawning trellis operator")?;
+        let (tx, rx) = oneshot::channel::<String>();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with(LISTENING_PREFIX)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let err = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let mut operator = Operator {
+            child,
+            grpc: "0.0.0.0:0".parse()?,
+            admin: "0.0.0.0:0".parse()?,
+            data_dir,
+            stderr,
+        };
+        let line = match tokio::time::timeout(Duration::from_secs(15), rx).await {
+            Ok(Ok(line)) => line,
+            _ => bail!(
+                "trellis operator printed no listening line\nstderr:\n{}",
+                operator.stderr_text()
+            ),
+        };
+        for field in line.trim_start_matches(LISTENING_PREFIX).split_whitespace() {
+            match field.split_once('=') {
+                Some(("grpc", addr)) => operator.grpc = addr.parse()?,
+                Some(("admin", addr)) => operator.admin = addr.parse()?,
+                _ => {}
+            }
+        }
+        Ok(operator)
+    }
+
+    /// `http://<grpc>` for `--control-plane`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// A join token for `namespace/service_account`, written to a file in the data dir.
+    pub fn join_token(&self, namespace: &str, service_account: &str) -> anyhow::Result<PathBuf> {
+        let out = Command::new(crate::binary("trellis"))
+            .arg("join-token")
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args([
+                "--namespace",
+                namespace,
+                "--service-account",
+                service_account,
+            ])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "trellis join-token failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let path = self
+            .data_dir
+            .path()
+            .join(format!("{namespace}-{service_account}.token"));
+        std::fs::write(&path, String::from_utf8(out.stdout)?.trim())?;
+        Ok(path)
+    }
+
+    /// `GET /status`, parsed.
+    pub async fn status(&self) -> anyhow::Result<serde_json::Value> {
+        let reply = client::get(self.admin, "/status").await?;
+        serde_json::from_slice(&reply.body).with_context(|| format!("/status: {reply}"))
+    }
+
+    /// Waits until `/status` satisfies `ok`.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = self.status().await?;
+            if ok(&status) {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("/status never showed {what}: {status:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `content` to `dir/file` atomically (a poll never reads half a file).
+pub fn write_manifest(dir: &Path, file: &str, content: &str) {
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, content).expect("writing a manifest");
+    std::fs::rename(&tmp, dir.join(file)).expect("renaming a manifest");
+}

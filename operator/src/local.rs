@@ -1,0 +1,153 @@
+//! Local mode: the whole control plane on one machine, no Kubernetes.
+//!
+//! ```text
+//! manifests dir --source::dir--> index <--Registry.Register-- proxies (workloads)
+//!                                  |  \--MeshConfig--> identity settings
+//!                                  v
+//!          gRPC listener: Discovery (watches) + Identity (CA, join tokens) + Registry
+//!          admin listener: /metrics /ready /live /status
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::admin::Admin;
+use crate::discovery::DiscoveryServer;
+use crate::identity::{self, IdentitySettings, JoinTokens};
+use crate::index::{Index, Options, Snapshot};
+use crate::metrics::Metrics;
+use crate::registry::RegistryServer;
+use crate::source::{SourceStatus, dir};
+
+/// What `trellis operator --local` runs with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Directory of manifests (Services, SMI and Trellis resources).
+    pub manifests: PathBuf,
+    /// CA material and join token key (`<data_dir>/identity`).
+    pub data_dir: PathBuf,
+    pub grpc: SocketAddr,
+    pub admin: SocketAddr,
+    /// How long a workload stays after its proxy's registration stream ended.
+    pub registration_grace: Duration,
+    /// How often the manifests are checked for changes.
+    pub poll: Duration,
+}
+
+/// A running local control plane. Dropping it stops every task.
+pub struct Running {
+    pub grpc: SocketAddr,
+    pub admin: SocketAddr,
+    pub index: Index,
+    pub join_tokens: Arc<JoinTokens>,
+    pub discovery: DiscoveryServer,
+    _tasks: JoinSet<()>,
+}
+
+/// Starts every part and returns once the listeners are bound.
+pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    let metrics = Arc::new(Metrics::new());
+    let index = Index::spawn(Options {
+        endpoints_from_workloads: true,
+    });
+    let mut tasks = JoinSet::new();
+
+    let source = Arc::new(Mutex::new(SourceStatus {
+        name: "dir".into(),
+        location: settings.manifests.display().to_string(),
+        ..SourceStatus::default()
+    }));
+    if !settings.manifests.is_dir() {
+        anyhow::bail!(
+            "--manifests {}: not a directory; give the directory holding your Services and SMI resources",
+            settings.manifests.display()
+        );
+    }
+    dir::sync(&settings.manifests, "initial", &index, &source, &metrics).await;
+    tasks.spawn(dir::run(
+        settings.manifests.clone(),
+        settings.poll,
+        index.clone(),
+        source.clone(),
+        metrics.clone(),
+    ));
+
+    let (identity_tx, identity_rx) = watch::channel(identity_settings(&index.snapshot()));
+    let root_lifetime = index
+        .snapshot()
+        .reader()
+        .mesh_config()
+        .certificates
+        .root_lifetime;
+    let root_lifetime = smi_crds::validate::parse_duration(&root_lifetime)
+        .unwrap_or(identity::DEFAULT_ROOT_LIFETIME);
+    let (identity_server, join_tokens) = identity::start(
+        &settings.data_dir,
+        root_lifetime,
+        identity_rx,
+        &metrics.registry,
+    )
+    .with_context(|| {
+        format!(
+            "starting the identity CA in {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let mut snapshots = index.watch();
+    tasks.spawn(async move {
+        while snapshots.changed().await.is_ok() {
+            let settings = identity_settings(&snapshots.borrow_and_update());
+            identity_tx.send_if_modified(|s| {
+                let changed = *s != settings;
+                *s = settings;
+                changed
+            });
+        }
+    });
+
+    let discovery = DiscoveryServer::new(index.clone(), metrics.clone());
+    let routes = crate::grpc::Routes::default()
+        .with(discovery.clone().service())
+        .with(identity_server.into_service())
+        .with(RegistryServer::new(index.clone(), settings.registration_grace).service());
+    let grpc = crate::grpc::bind(settings.grpc, "the gRPC API (--listen)").await?;
+    let grpc_addr = grpc.local_addr()?;
+    tasks.spawn(crate::grpc::serve(grpc, routes));
+
+    let admin = crate::grpc::bind(settings.admin, "the admin endpoint (--admin)").await?;
+    let admin_addr = admin.local_addr()?;
+    tasks.spawn(
+        Admin {
+            index: index.clone(),
+            metrics,
+            subscriptions: discovery.subscriptions().clone(),
+            sources: vec![source],
+        }
+        .serve(admin),
+    );
+    Ok(Running {
+        grpc: grpc_addr,
+        admin: admin_addr,
+        index,
+        join_tokens,
+        discovery,
+        _tasks: tasks,
+    })
+}
+
+/// Trust domain and workload certificate lifetime from the MeshConfig in force.
+fn identity_settings(snapshot: &Snapshot) -> IdentitySettings {
+    let mesh = snapshot.reader().mesh_config();
+    let defaults = IdentitySettings::default();
+    IdentitySettings {
+        workload_lifetime: smi_crds::validate::parse_duration(&mesh.certificates.workload_lifetime)
+            .unwrap_or(defaults.workload_lifetime),
+        trust_domain: mesh.trust_domain,
+    }
+}
