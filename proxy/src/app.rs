@@ -1,4 +1,5 @@
-//! Wires the proxy together: config source, stacks, listeners, admin, shutdown.
+//! Wires the proxy together: config source, stacks, listeners, admin, local-mode
+//! registration, shutdown.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ pub struct Settings {
     pub inbound_policy: InboundBeforePolicy,
     /// Where this proxy's mTLS identity comes from; `None`: no mTLS (plaintext only).
     pub identity: Option<IdentitySource>,
+    /// Local mode: the workload to register at the control plane (needs
+    /// [`Source::ControlPlane`]); `None`: the control plane knows it otherwise (Kubernetes).
+    pub register: Option<crate::register::Settings>,
 }
 
 /// Where the proxy's certificate comes from.
@@ -76,6 +80,13 @@ pub enum InboundBeforePolicy {
 /// Runs the proxy until SIGTERM/SIGINT, then drains.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
+    let register_endpoint = match (&settings.register, &settings.source) {
+        (None, _) => None,
+        (Some(_), Source::ControlPlane { url, .. }) => Some(control_plane_endpoint(url)?),
+        (Some(_), Source::File { .. }) => {
+            anyhow::bail!("--register needs the control plane: --control-plane URL")
+        }
+    };
     let store = match &settings.source {
         Source::File { path, .. } => Store::new(format!("file:{}", path.display())),
         Source::ControlPlane { url, .. } => Store::new(format!("grpc:{url}")),
@@ -106,10 +117,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let outbound_listeners = bind_dual(settings.outbound, "outbound").await?;
     let inbound_listeners = bind_dual(settings.inbound, "inbound").await?;
     let admin_listener = bind(settings.admin, "admin").await?;
+    let inbound_addr = inbound_listeners[0].local_addr()?;
     let line = format!(
-        "trellis-proxy listening outbound={} inbound={} admin={}",
+        "trellis-proxy listening outbound={} inbound={inbound_addr} admin={}",
         outbound_listeners[0].local_addr()?,
-        inbound_listeners[0].local_addr()?,
         admin_listener.local_addr()?,
     );
 
@@ -179,6 +190,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     drop(drain);
     listening.store(true, Ordering::Relaxed);
+    let registration = match (settings.register, register_endpoint) {
+        (Some(register), Some(endpoint)) => Some(
+            crate::register::Registrar {
+                endpoint,
+                settings: register,
+                inbound: inbound_addr,
+                inbound_target: settings.inbound_target,
+                store: store.clone(),
+                listening: listening.clone(),
+            }
+            .start(),
+        ),
+        _ => None,
+    };
     crate::telemetry::print_line(&line);
 
     shutdown_signal().await;
@@ -186,14 +211,37 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         "trellis-proxy: shutting down: no new connections; draining requests in flight (up to {:?})",
         settings.drain_timeout
     );
-    // The accept loops stop on the signal and drop their tokens; connections finish theirs.
-    match tokio::time::timeout(settings.drain_timeout, drain_control.drain()).await {
-        Ok(()) => eprintln!("trellis-proxy: drained"),
-        Err(_) => {
-            eprintln!("trellis-proxy: drain timeout reached; closing the connections still open")
+    // Peers stop being sent traffic at once: the registration says not ready while the
+    // requests in flight finish.
+    let deregister = async {
+        if let Some(registration) = registration {
+            registration
+                .deregister(settings.drain_timeout.min(DEREGISTER_TIMEOUT))
+                .await;
         }
-    }
+    };
+    // The accept loops stop on the signal and drop their tokens; connections finish theirs.
+    let drain = async {
+        match tokio::time::timeout(settings.drain_timeout, drain_control.drain()).await {
+            Ok(()) => eprintln!("trellis-proxy: drained"),
+            Err(_) => eprintln!(
+                "trellis-proxy: drain timeout reached; closing the connections still open"
+            ),
+        }
+    };
+    tokio::join!(deregister, drain);
     Ok(())
+}
+
+/// How long shutdown waits at most for the control plane to take the last registration
+/// (`ready: false`).
+const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The control plane's gRPC endpoint.
+fn control_plane_endpoint(url: &str) -> anyhow::Result<tonic::transport::Endpoint> {
+    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("--control-plane {url:?} is not a URL (http://host:port)"))?
+        .connect_timeout(Duration::from_secs(2)))
 }
 
 fn start_source(settings: &Settings, store: &Store, metrics: &Arc<Metrics>) -> anyhow::Result<()> {
@@ -213,11 +261,7 @@ fn start_source(settings: &Settings, store: &Store, metrics: &Arc<Metrics>) -> a
             tokio::spawn(source.watch(last));
         }
         Source::ControlPlane { url, workload } => {
-            let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
-                .with_context(|| {
-                    format!("--control-plane {url:?} is not a URL (http://host:port)")
-                })?
-                .connect_timeout(Duration::from_secs(2));
+            let endpoint = control_plane_endpoint(url)?;
             let (tx, rx) = mpsc::unbounded_channel();
             store.subscribe_on_demand(tx);
             tokio::spawn(

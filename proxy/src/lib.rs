@@ -33,6 +33,7 @@ pub mod inbound;
 pub mod init;
 pub mod listen;
 pub mod outbound;
+pub mod register;
 pub mod source_file;
 pub mod store;
 pub mod svc;
