@@ -129,6 +129,21 @@ async fn proxies_fed_by_the_operator_route_and_authorize_real_requests() {
         .await
         .unwrap();
 
+    // Each proxy shows what the operator made of its registration.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let registration = loop {
+        let r = web.config_dump().await.unwrap()["registration"].clone();
+        if r["identity"].is_string() || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        registration["identity"],
+        "spiffe://cluster.local/ns/shop/sa/web"
+    );
+    assert_eq!(registration["services"], serde_json::json!(["shop/web"]));
+
     // Allowed by the TrafficTarget: GET /hello, over mTLS, proven identities on both sides.
     let reply = eventually(&client, "/hello", "GET /hello reaches web", |r| {
         r.status == 200

@@ -23,6 +23,9 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     /// Set once every listener is bound.
     pub listening: Arc<AtomicBool>,
+    /// Local mode: the workload registration's state, once it started.
+    pub registration:
+        Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<crate::register::State>>>,
 }
 
 impl Admin {
@@ -132,6 +135,7 @@ impl Admin {
             "outbound": outbound,
             "inbound": inbound,
             "rejected": rejected,
+            "registration": self.registration.get().map(|r| r.borrow().json()),
         });
         serde_json::to_string_pretty(&doc).expect("JSON") + "\n"
     }

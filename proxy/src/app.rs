@@ -149,11 +149,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
 
     let listening = Arc::new(AtomicBool::new(false));
+    let registration_state = Arc::new(std::sync::OnceLock::new());
     tokio::spawn(
         Admin {
             store: store.clone(),
             metrics: metrics.clone(),
             listening: listening.clone(),
+            registration: registration_state.clone(),
         }
         .run(admin_listener),
     );
@@ -204,6 +206,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ),
         _ => None,
     };
+    if let Some(registration) = &registration {
+        let _ = registration_state.set(registration.state());
+    }
     crate::telemetry::print_line(&line);
 
     shutdown_signal().await;
