@@ -31,3 +31,9 @@ lint:
 bench *args:
     cargo build --release -p trellis-proxy -p trellis-bench
     cargo run --release -p trellis-bench -- {{args}}
+
+# Control plane at scale: 10,000 Services, 100,000 endpoints, 2,000 proxies subscribed over
+# gRPC (docs/benchmarks.md, "Control plane at scale"). `just bench-control-plane --quick`
+# for a small mesh; `--json FILE` also saves the figures.
+bench-control-plane *args:
+    cargo bench -p trellis-operator --bench control_plane -- {{args}}
