@@ -136,7 +136,7 @@ impl Admin {
                     "namespace": &*w.key.namespace,
                     "name": &*w.key.name,
                     "serviceAccount": w.service_account,
-                    "labels": w.labels,
+                    "labels": &*w.labels,
                     "addresses": w.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "inboundPort": w.inbound_port,
                     "ready": w.ready,

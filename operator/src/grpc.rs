@@ -124,9 +124,23 @@ pub async fn serve(listener: TcpListener, routes: Routes) {
     }
 }
 
+/// Connections a listener queues before accepting them: thousands of proxies reconnect at
+/// once after an operator restart, far more than the usual default of 128.
+pub const BACKLOG: u32 = 4096;
+
 /// Binds `addr` with a message that says what to do when it is taken.
 pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)
+    };
+    listen().map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on {addr} for {what}: {e}; pick another address with the flag"
         )

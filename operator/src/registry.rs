@@ -157,7 +157,7 @@ pub fn workload_of(r: &api::Registration) -> Result<Workload, Status> {
     Ok(Workload {
         key: ObjKey::new(&r.namespace, &r.name),
         service_account: r.service_account.clone(),
-        labels: r.labels.clone().into_iter().collect(),
+        labels: Arc::new(r.labels.clone().into_iter().collect()),
         addresses,
         ports,
         ready: r.ready,

@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .compile_well_known_types(true)
+        .codec_path("crate::codec::SmallBufferCodec")
         // Ordered maps: the same config always encodes to the same bytes, so the operator
         // can version a config by the hash of its encoding.
         .btree_map(".")

@@ -247,10 +247,10 @@ impl Mesh {
                 &format!("{name}-{k}"),
             ),
             service_account: name.clone(),
-            labels: BTreeMap::from([
+            labels: std::sync::Arc::new(BTreeMap::from([
                 ("app".to_owned(), name),
                 ("version".to_owned(), "v1".to_owned()),
-            ]),
+            ])),
             addresses: vec![IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + n as u32 + 1))],
             ports: vec![
                 WorkloadPort {

@@ -52,7 +52,7 @@ pub fn workload(ns: &str, name: &str, app: &str, ip: &str) -> Workload {
     Workload {
         key: crate::index::ObjKey::new(ns, name),
         service_account: app.to_owned(),
-        labels: BTreeMap::from([("app".to_owned(), app.to_owned())]),
+        labels: std::sync::Arc::new(BTreeMap::from([("app".to_owned(), app.to_owned())])),
         addresses: vec![ip.parse().expect("an IP address")],
         ports: vec![WorkloadPort {
             name: "http".into(),
@@ -82,7 +82,7 @@ pub fn mesh(objects: Vec<SourceObject>, workloads: Vec<Workload>) -> Snapshot {
 pub fn namespace(name: &str, annotations: &[(&str, &str)]) -> SourceObject {
     SourceObject::Namespace(crate::index::Namespace {
         name: name.to_owned(),
-        labels: BTreeMap::new(),
+        labels: Default::default(),
         annotations: annotations
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -69,6 +69,8 @@ pub(super) async fn run<W: Watched>(
             // A change landed while compiling: its keys may not have reached this watch.
             continue;
         }
+        // Waiting must not keep this revision's tables alive (they are copied on write).
+        drop(snapshot);
         let mut config = compiled.config;
         let version = version_of(&config);
         let pushed = sent.as_deref() != Some(version.as_str());

@@ -6,6 +6,7 @@
 //! that name (a workload without it gets no traffic on that port, as in Kubernetes).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::model::{Endpoint, EndpointSet, Service, TargetPort, Workload};
 
@@ -14,10 +15,12 @@ pub fn derive<'a>(service: &Service, workloads: impl Iterator<Item = &'a Workloa
     let Some(selector) = &service.selector else {
         return EndpointSet::default();
     };
+    // Most workloads of a Service resolve its ports alike: they share one map.
+    let mut shared: Option<Arc<BTreeMap<String, u16>>> = None;
     let mut endpoints: Vec<Endpoint> = workloads
         .filter(|w| w.selected_by(selector))
         .flat_map(|w| {
-            let ports: BTreeMap<String, u16> = service
+            let resolved: BTreeMap<String, u16> = service
                 .ports
                 .iter()
                 .filter_map(|p| {
@@ -28,6 +31,14 @@ pub fn derive<'a>(service: &Service, workloads: impl Iterator<Item = &'a Workloa
                     Some((p.name.clone(), w.inbound_port.unwrap_or(port)))
                 })
                 .collect();
+            let ports = match &shared {
+                Some(p) if **p == resolved => p.clone(),
+                _ => {
+                    let p = Arc::new(resolved);
+                    shared = Some(p.clone());
+                    p
+                }
+            };
             w.addresses.iter().map(move |ip| Endpoint {
                 ip: *ip,
                 ports: ports.clone(),
@@ -73,10 +84,12 @@ mod tests {
         Workload {
             key: ObjKey::new("shop", name),
             service_account: "web".into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            labels: Arc::new(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             addresses: vec![ip.parse().unwrap()],
             ports: vec![WorkloadPort {
                 name: "web-http".into(),

@@ -75,7 +75,8 @@ pub enum TargetPort {
 pub struct Workload {
     pub key: ObjKey,
     pub service_account: String,
-    pub labels: BTreeMap<String, String>,
+    /// Shared with the workload's endpoints.
+    pub labels: Arc<BTreeMap<String, String>>,
     pub addresses: Vec<IpAddr>,
     pub ports: Vec<WorkloadPort>,
     pub ready: bool,
@@ -125,13 +126,14 @@ impl EndpointSet {
 pub struct Endpoint {
     pub ip: IpAddr,
     /// Service port name (empty for an unnamed port) -> the port the endpoint listens on.
-    pub ports: BTreeMap<String, u16>,
+    /// Shared between endpoints that resolve alike (most of a Service's).
+    pub ports: Arc<BTreeMap<String, u16>>,
     pub ready: bool,
     /// The ServiceAccount of a meshed endpoint; `None`: unmeshed (plaintext).
     pub service_account: Option<String>,
     /// Name of the workload (Pod) behind the endpoint.
     pub workload: Option<String>,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Arc<BTreeMap<String, String>>,
 }
 
 /// A namespace's labels and annotations (`trellis.dev/permissive`, ...).
@@ -269,7 +271,7 @@ mod tests {
         let w = Workload {
             key: ObjKey::new("shop", "web-1"),
             service_account: "web".into(),
-            labels: [("app".to_owned(), "web".to_owned())].into(),
+            labels: Arc::new([("app".to_owned(), "web".to_owned())].into()),
             addresses: vec![],
             ports: vec![],
             ready: true,

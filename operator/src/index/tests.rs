@@ -33,7 +33,7 @@ pub(crate) fn mk_workload(ns: &str, name: &str, app: &str, ip: &str) -> Workload
     Workload {
         key: ObjKey::new(ns, name),
         service_account: app.into(),
-        labels: [("app".to_owned(), app.to_owned())].into(),
+        labels: Arc::new([("app".to_owned(), app.to_owned())].into()),
         addresses: vec![ip.parse().unwrap()],
         ports: vec![],
         ready: true,
@@ -78,7 +78,7 @@ fn a_registered_workload_becomes_an_endpoint_of_the_services_selecting_it() {
     let set = reader.endpoints(&ObjKey::new("shop", "web")).unwrap();
     assert_eq!(set.endpoints.len(), 1);
     assert_eq!(
-        set.endpoints[0].ports,
+        *set.endpoints[0].ports,
         BTreeMap::from([("http".to_owned(), 8080)])
     );
     assert!(

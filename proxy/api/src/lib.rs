@@ -11,6 +11,8 @@
 //! `protoc` is needed. Every config message carries a `version`; a proxy applies it
 //! atomically or NACKs it with a reason and keeps the last good one.
 
+pub mod codec;
+
 /// The protobuf package of the API.
 pub const PACKAGE: &str = "trellis.proxy.v1";
 

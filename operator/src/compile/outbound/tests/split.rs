@@ -19,7 +19,7 @@ spec:
     };
     let mut custom_port = workload("shop", "web-4", "web", "10.0.0.2");
     custom_port.ports[0].port = 9000;
-    custom_port.labels.insert("version".into(), "v2".into());
+    std::sync::Arc::make_mut(&mut custom_port.labels).insert("version".into(), "v2".into());
     let mut no_port = workload("shop", "web-3", "web", "10.0.0.4");
     no_port.ports.clear();
     let workloads = vec![
