@@ -1,9 +1,12 @@
 //! The `trellis` command line: one module per subcommand.
 
 mod crds;
+mod demo;
+mod demo_app;
 mod identity;
 mod join_token;
 mod operator;
+mod status;
 mod validate;
 
 use std::process::ExitCode;
@@ -52,6 +55,15 @@ enum Command {
     JoinToken(join_token::Args),
     /// The identity CA's roots: list them, rotate them (see docs/identity.md).
     Identity(identity::Args),
+    /// What a running operator has: synced revision, resources and their conditions,
+    /// registered workloads and connected proxies.
+    Status(status::Args),
+    /// The whole mesh on this machine in about a minute: a Git repo, the operator, apps
+    /// with their proxies, load, and commits that change it.
+    Demo(demo::Args),
+    /// A small HTTP app for demos and tests: a version string, latency and errors on
+    /// demand, and /call to call another service through its proxy.
+    DemoApp(demo_app::Args),
 }
 
 /// Exit codes shared by every subcommand.
@@ -72,6 +84,9 @@ pub fn run() -> ExitCode {
         Command::Crds(args) => crds::run(args),
         Command::JoinToken(args) => join_token::run(args),
         Command::Identity(args) => identity::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::DemoApp(args) => demo_app::run(args),
     };
     ExitCode::from(code)
 }
