@@ -70,6 +70,7 @@ pub mod backend;
 pub mod client;
 pub mod config;
 pub mod control_plane;
+pub mod git;
 pub mod demo_app;
 pub mod grpc;
 pub mod identity;

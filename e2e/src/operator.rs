@@ -1,12 +1,15 @@
 //! `trellis operator --local` as a child process: manifests in a directory the test
-//! writes, CA material in a data directory, gRPC and admin on free loopback ports.
+//! writes or a Git repository it commits to, CA material and the Git mirror in a data
+//! directory, gRPC and admin on free loopback ports (kept across [`Operator::restart`]).
 //!
 //! ```text
 //! let operator = Operator::start(manifests_dir).await?;
+//! let operator = Operator::start_git(&repo.url(), &[]).await?;
 //! let token = operator.join_token("shop", "web")?;     // a file for --identity-token-file
 //! let status = operator.status().await?;               // GET /status, parsed
 //! ```
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,21 +32,62 @@ pub struct Operator {
     pub admin: SocketAddr,
     data_dir: tempfile::TempDir,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The source flags, for a restart.
+    source: Vec<OsString>,
 }
 
 impl Operator {
     /// Starts the operator reading `manifests` (polled every 100 ms).
     pub async fn start(manifests: &Path) -> anyhow::Result<Operator> {
-        let data_dir = tempfile::tempdir()?;
+        let source = vec![
+            "--manifests".into(),
+            manifests.into(),
+            "--poll".into(),
+            "100ms".into(),
+        ];
+        Operator::spawn(source, tempfile::tempdir()?, None).await
+    }
+
+    /// Starts the operator following `url` (`--git`; the remote is checked every 100 ms),
+    /// with `extra` flags (`--path shop`, `--branch ...`).
+    pub async fn start_git(url: &str, extra: &[&str]) -> anyhow::Result<Operator> {
+        let mut source: Vec<OsString> = vec!["--git".into(), url.into()];
+        if !extra.contains(&"--interval") {
+            source.extend(["--interval".into(), "100ms".into()]);
+        }
+        source.extend(extra.iter().map(OsString::from));
+        Operator::spawn(source, tempfile::tempdir()?, None).await
+    }
+
+    /// Stops the operator (SIGKILL: nothing is saved on the way out) and starts it again
+    /// with the same flags, data directory and addresses.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir()?);
+        let next =
+            Operator::spawn(self.source.clone(), data_dir, Some((self.grpc, self.admin))).await?;
+        // The old value holds the dead child and the placeholder directory.
+        drop(std::mem::replace(self, next));
+        Ok(())
+    }
+
+    async fn spawn(
+        source: Vec<OsString>,
+        data_dir: tempfile::TempDir,
+        addresses: Option<(SocketAddr, SocketAddr)>,
+    ) -> anyhow::Result<Operator> {
+        let (grpc, admin) = addresses
+            .map(|(g, a)| (g.to_string(), a.to_string()))
+            .unwrap_or(("127.0.0.1:0".into(), "127.0.0.1:0".into()));
         let mut child = Command::new(crate::binary("trellis"))
             .arg("operator")
             .arg("--local")
-            .arg("--manifests")
-            .arg(manifests)
+            .args(&source)
             .arg("--data-dir")
             .arg(data_dir.path())
-            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-            .args(["--poll", "100ms", "--registration-grace", "2s"])
+            .args(["--listen", &grpc, "--admin", &admin])
+            .args(["--registration-grace", "2s"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -77,6 +121,7 @@ impl Operator {
             admin: "0.0.0.0:0".parse()?,
             data_dir,
             stderr,
+            source,
         };
         let line = match tokio::time::timeout(Duration::from_secs(15), rx).await {
             Ok(Ok(line)) => line,
@@ -93,6 +138,17 @@ impl Operator {
             }
         }
         Ok(operator)
+    }
+
+    /// `http://<admin>` for `trellis status --admin`.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+
+    /// The Git source's entry in `/status`.
+    pub async fn git_source(&self) -> anyhow::Result<serde_json::Value> {
+        let status = self.status().await?;
+        Ok(status["sources"][0].clone())
     }
 
     /// `http://<grpc>` for `--control-plane`.

@@ -1,24 +1,27 @@
-//! The operator's admin endpoint: `/metrics`, `/ready`, `/live` and `/status` (JSON: every
+//! The operator's admin endpoint: `/metrics`, `/ready`, `/live`, `/status` (JSON: every
 //! resource with its conditions, sources, workloads and proxy watches; what
-//! `trellis status` shows).
+//! `trellis status` shows) and `POST /hooks/git` (the Git source's sync trigger).
 
 use std::convert::Infallible;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use crate::compile::conditions::conditions;
 use crate::discovery::Subscriptions;
 use crate::index::Index;
 use crate::metrics::Metrics;
 use crate::source::SharedStatus;
+use crate::source::git::webhook;
 
 #[derive(Clone)]
 pub struct Admin {
@@ -26,7 +29,20 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub subscriptions: Arc<Subscriptions>,
     pub sources: Vec<SharedStatus>,
+    /// The Git source's trigger, when there is one.
+    pub git_hook: Option<GitHook>,
 }
+
+/// `POST /hooks/git`: wakes the Git source when the caller proves the shared secret.
+#[derive(Clone)]
+pub struct GitHook {
+    /// Re-read at every call (a rotated secret needs no restart); `None`: hooks refused.
+    pub secret_file: Option<PathBuf>,
+    pub trigger: Arc<Notify>,
+}
+
+/// The largest webhook body read (GitHub's push payloads stay well under this).
+const MAX_HOOK_BODY: usize = 1 << 20;
 
 impl Admin {
     pub async fn serve(self, listener: TcpListener) {
@@ -38,7 +54,7 @@ impl Admin {
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
                     let admin = admin.clone();
-                    async move { Ok::<_, Infallible>(admin.answer(&req)) }
+                    async move { Ok::<_, Infallible>(admin.answer(req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -47,7 +63,10 @@ impl Admin {
         }
     }
 
-    fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.uri().path() == "/hooks/git" {
+            return self.hook(req).await;
+        }
         match req.uri().path() {
             "/metrics" => {
                 self.refresh_gauges();
@@ -74,6 +93,52 @@ impl Admin {
                 format!("no page {path}; try /status, /metrics, /ready or /live\n"),
             ),
         }
+    }
+
+    async fn hook(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let Some(hook) = &self.git_hook else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "no Git source: start the operator with --git to use /hooks/git\n".into(),
+            );
+        };
+        if req.method() != Method::POST {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "POST a push event to /hooks/git\n".into(),
+            );
+        }
+        let Some(secret_file) = &hook.secret_file else {
+            return text(
+                StatusCode::FORBIDDEN,
+                "webhooks are off: start the operator with --git-webhook-secret-file\n".into(),
+            );
+        };
+        let secret = match std::fs::read_to_string(secret_file) {
+            Ok(s) => s.trim().to_owned(),
+            Err(e) => {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!(
+                        "cannot read the webhook secret {}: {e}\n",
+                        secret_file.display()
+                    ),
+                );
+            }
+        };
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_HOOK_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}\n")),
+        };
+        if let Err(refused) = webhook::verify(secret.as_bytes(), &parts.headers, &body) {
+            return text(StatusCode::UNAUTHORIZED, format!("{refused}\n"));
+        }
+        if webhook::is_ping(&parts.headers) {
+            return text(StatusCode::OK, "pong\n".into());
+        }
+        hook.trigger.notify_one();
+        text(StatusCode::ACCEPTED, "sync triggered\n".into())
     }
 
     /// Why the operator should not get traffic yet: a source never synced.

@@ -1,7 +1,8 @@
 //! Local mode: the whole control plane on one machine, no Kubernetes.
 //!
 //! ```text
-//! manifests dir --source::dir--> index <--Registry.Register-- proxies (workloads)
+//! Git repo --source::git--> index <--Registry.Register-- proxies (workloads)
+//! (or a manifests dir, source::dir)
 //!                                  |  \--MeshConfig--> identity settings
 //!                                  v
 //!          gRPC listener: Discovery (watches) + Identity (CA, join tokens) + Registry
@@ -17,27 +18,38 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::admin::Admin;
+use crate::admin::{Admin, GitHook};
 use crate::discovery::DiscoveryServer;
 use crate::identity::{self, IdentitySettings, JoinTokens};
 use crate::index::{Index, Options, Snapshot};
 use crate::metrics::Metrics;
 use crate::registry::RegistryServer;
-use crate::source::{SourceStatus, dir};
+use crate::source::git::GitSource;
+use crate::source::{SourceStatus, dir, git};
+
+/// Where Services and SMI/Trellis resources come from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A directory of manifests, re-read when a file changes (every `poll`).
+    Dir { path: PathBuf, poll: Duration },
+    /// A Git repository followed with git2.
+    Git {
+        settings: Box<git::Settings>,
+        /// File holding the shared secret of `POST /hooks/git`.
+        webhook_secret: Option<PathBuf>,
+    },
+}
 
 /// What `trellis operator --local` runs with.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Directory of manifests (Services, SMI and Trellis resources).
-    pub manifests: PathBuf,
+    pub source: Source,
     /// CA material and join token key (`<data_dir>/identity`).
     pub data_dir: PathBuf,
     pub grpc: SocketAddr,
     pub admin: SocketAddr,
     /// How long a workload stays after its proxy's registration stream ended.
     pub registration_grace: Duration,
-    /// How often the manifests are checked for changes.
-    pub poll: Duration,
 }
 
 /// A running local control plane. Dropping it stops every task.
@@ -58,25 +70,49 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     });
     let mut tasks = JoinSet::new();
 
-    let source = Arc::new(Mutex::new(SourceStatus {
-        name: "dir".into(),
-        location: settings.manifests.display().to_string(),
-        ..SourceStatus::default()
-    }));
-    if !settings.manifests.is_dir() {
-        anyhow::bail!(
-            "--manifests {}: not a directory; give the directory holding your Services and SMI resources",
-            settings.manifests.display()
-        );
-    }
-    dir::sync(&settings.manifests, "initial", &index, &source, &metrics).await;
-    tasks.spawn(dir::run(
-        settings.manifests.clone(),
-        settings.poll,
-        index.clone(),
-        source.clone(),
-        metrics.clone(),
-    ));
+    let mut git_hook = None;
+    let source = match settings.source.clone() {
+        Source::Dir { path, poll } => {
+            if !path.is_dir() {
+                anyhow::bail!(
+                    "--manifests {}: not a directory; give the directory holding your Services and SMI resources",
+                    path.display()
+                );
+            }
+            let status = Arc::new(Mutex::new(SourceStatus {
+                name: "dir".into(),
+                location: path.display().to_string(),
+                ..SourceStatus::default()
+            }));
+            dir::sync(&path, "initial", &index, &status, &metrics).await;
+            tasks.spawn(dir::run(
+                path,
+                poll,
+                index.clone(),
+                status.clone(),
+                metrics.clone(),
+            ));
+            status
+        }
+        Source::Git {
+            settings: git,
+            webhook_secret,
+        } => {
+            let status = Arc::new(Mutex::new(SourceStatus {
+                name: "git".into(),
+                location: git.location(),
+                ..SourceStatus::default()
+            }));
+            let mut source = GitSource::new(*git, index.clone(), status.clone(), metrics.clone());
+            source.start().await;
+            git_hook = Some(GitHook {
+                secret_file: webhook_secret,
+                trigger: source.trigger(),
+            });
+            tasks.spawn(source.run());
+            status
+        }
+    };
 
     let (identity_tx, identity_rx) = watch::channel(identity_settings(&index.snapshot()));
     let root_lifetime = index
@@ -128,6 +164,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             metrics,
             subscriptions: discovery.subscriptions().clone(),
             sources: vec![source],
+            git_hook,
         }
         .serve(admin),
     );

@@ -40,12 +40,14 @@ impl Mesh {
         std::fs::write(manifests.path().join("services.yaml"), SERVICES).unwrap();
         let data = tempfile::tempdir().unwrap();
         let running = local::start(local::Settings {
-            manifests: manifests.path().to_owned(),
+            source: local::Source::Dir {
+                path: manifests.path().to_owned(),
+                poll: Duration::from_millis(50),
+            },
             data_dir: data.path().to_owned(),
             grpc: "127.0.0.1:0".parse().unwrap(),
             admin: "127.0.0.1:0".parse().unwrap(),
             registration_grace: Duration::from_millis(300),
-            poll: Duration::from_millis(50),
         })
         .await
         .expect("the operator starts");

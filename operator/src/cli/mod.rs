@@ -23,8 +23,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the control plane (local mode: manifests from a directory, no Kubernetes).
-    Operator(operator::Args),
+    /// Run the control plane (local mode: manifests from a Git repository or a directory,
+    /// no Kubernetes).
+    Operator(Box<operator::Args>),
     /// Check a repository of SMI and Trellis manifests, offline.
     ///
     /// Reads every YAML file under the paths: SMI resources of every served version
@@ -79,7 +80,7 @@ pub mod exit {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Operator(args) => operator::run(args),
+        Command::Operator(args) => operator::run(*args),
         Command::Validate(args) => validate::run(args),
         Command::Crds(args) => crds::run(args),
         Command::JoinToken(args) => join_token::run(args),
