@@ -20,3 +20,4 @@ pub mod manifest;
 pub mod metrics;
 pub mod registry;
 pub mod source;
+pub mod status_view;
