@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod cli;
 pub mod compile;
+pub mod demo;
 pub mod demo_app;
 pub mod discovery;
 pub mod grpc;
