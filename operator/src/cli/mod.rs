@@ -23,8 +23,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the control plane (local mode: manifests from a Git repository or a directory,
-    /// no Kubernetes).
+    // The subcommands without a comment here take their help from their `Args`' doc
+    // comment, examples included.
     Operator(Box<operator::Args>),
     /// Check a repository of SMI and Trellis manifests, offline.
     ///
@@ -59,8 +59,6 @@ enum Command {
     /// What a running operator has: synced revision, resources and their conditions,
     /// registered workloads and connected proxies.
     Status(status::Args),
-    /// The whole mesh on this machine in about a minute: a Git repo, the operator, apps
-    /// with their proxies, load, and commits that change it.
     Demo(demo::Args),
     /// A small HTTP app for demos and tests: a version string, latency and errors on
     /// demand, and /call to call another service through its proxy.
