@@ -81,3 +81,4 @@ pub mod operator;
 pub mod proxy;
 pub mod serve;
 pub mod sidecar;
+pub mod sshd;

@@ -3,7 +3,7 @@
 //! for HTTPS, a private key for SSH, and the known_hosts file that SSH host keys are
 //! checked against (an unknown or changed host key refuses the connection).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 
 use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
@@ -31,6 +31,9 @@ pub struct Credentials {
     ssh_key: Option<PathBuf>,
     known_hosts: KnownHosts,
     known_hosts_path: Option<PathBuf>,
+    /// Why the last host key was refused: libgit2 replaces the callback's message with its
+    /// own ("invalid or unknown remote ssh hostkey"), so [`Credentials::explain`] puts it back.
+    refusal: RefCell<Option<String>>,
 }
 
 impl CredentialFiles {
@@ -75,6 +78,7 @@ impl CredentialFiles {
             ssh_key: self.ssh_key.clone(),
             known_hosts,
             known_hosts_path,
+            refusal: RefCell::default(),
         })
     }
 }
@@ -108,21 +112,33 @@ impl Credentials {
                 .known_hosts_path
                 .as_ref()
                 .map_or("known_hosts".into(), |p| p.display().to_string());
-            match self.known_hosts.check(host, port, key_type.name(), key) {
-                Verdict::Known => Ok(CertificateCheckStatus::CertificateOk),
-                Verdict::UnknownHost => Err(git2::Error::from_str(&format!(
+            let refusal = match self.known_hosts.check(host, port, key_type.name(), key) {
+                Verdict::Known => return Ok(CertificateCheckStatus::CertificateOk),
+                Verdict::UnknownHost => format!(
                     "host {host} is not in {file}: add its key (ssh-keyscan -p {port} {host} >> {file}) or pass --git-known-hosts-file"
-                ))),
-                Verdict::Mismatch => Err(git2::Error::from_str(&format!(
+                ),
+                Verdict::Mismatch => format!(
                     "host {host} presented a {} key that {file} does not hold for it: refusing (possible man in the middle)",
                     key_type.name()
-                ))),
-                Verdict::Revoked => Err(git2::Error::from_str(&format!(
-                    "host {host} presented a key marked @revoked in {file}"
-                ))),
-            }
+                ),
+                Verdict::Revoked => {
+                    format!("host {host} presented a key marked @revoked in {file}")
+                }
+            };
+            let error = git2::Error::from_str(&refusal);
+            *self.refusal.borrow_mut() = Some(refusal);
+            Err(error)
         });
         callbacks
+    }
+
+    /// The error of a failed connection, with the host key refusal's own message when
+    /// that is what failed.
+    pub fn explain(&self, error: git2::Error) -> git2::Error {
+        match self.refusal.borrow_mut().take() {
+            Some(refusal) => git2::Error::from_str(&refusal),
+            None => error,
+        }
     }
 
     fn credential(

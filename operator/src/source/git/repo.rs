@@ -69,11 +69,13 @@ impl Mirror {
             Reference::Commit(_) => return Ok(None),
         };
         let mut remote = self.repo.remote_anonymous(&self.url)?;
-        let connection = remote.connect_auth(
-            Direction::Fetch,
-            Some(credentials.callbacks(&self.url)),
-            None,
-        )?;
+        let connection = remote
+            .connect_auth(
+                Direction::Fetch,
+                Some(credentials.callbacks(&self.url)),
+                None,
+            )
+            .map_err(|e| credentials.explain(e))?;
         let heads = connection.list()?;
         for name in &names {
             if let Some(head) = heads.iter().find(|h| h.name() == name) {
@@ -110,7 +112,9 @@ impl Mirror {
         options.remote_callbacks(credentials.callbacks(&self.url));
         options.download_tags(git2::AutotagOption::None);
         let mut remote = self.repo.remote_anonymous(&self.url)?;
-        remote.fetch(&refspecs, Some(&mut options), None)?;
+        remote
+            .fetch(&refspecs, Some(&mut options), None)
+            .map_err(|e| credentials.explain(e))?;
         match reference {
             Reference::Commit(c) => {
                 let object = self.repo.revparse_single(c).map_err(|_| {
