@@ -72,6 +72,7 @@ pub mod config;
 pub mod control_plane;
 pub mod demo_app;
 pub mod git;
+pub mod git_http;
 pub mod grpc;
 pub mod identity;
 pub mod inbound_config;

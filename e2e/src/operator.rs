@@ -32,8 +32,9 @@ pub struct Operator {
     pub admin: SocketAddr,
     data_dir: tempfile::TempDir,
     stderr: Arc<Mutex<Vec<String>>>,
-    /// The source flags, for a restart.
+    /// The source flags and environment, for a restart.
     source: Vec<OsString>,
+    env: Vec<(String, String)>,
 }
 
 impl Operator {
@@ -45,18 +46,47 @@ impl Operator {
             "--poll".into(),
             "100ms".into(),
         ];
-        Operator::spawn(source, tempfile::tempdir()?, None).await
+        Operator::spawn(source, Vec::new(), tempfile::tempdir()?, None).await
+    }
+
+    /// [`Operator::start_git`] with environment variables (`SSL_CERT_FILE`).
+    pub async fn start_git_env(
+        url: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Operator> {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Operator::spawn(
+            Operator::git_flags(url, extra),
+            env,
+            tempfile::tempdir()?,
+            None,
+        )
+        .await
     }
 
     /// Starts the operator following `url` (`--git`; the remote is checked every 100 ms),
     /// with `extra` flags (`--path shop`, `--branch ...`).
     pub async fn start_git(url: &str, extra: &[&str]) -> anyhow::Result<Operator> {
+        Operator::spawn(
+            Operator::git_flags(url, extra),
+            Vec::new(),
+            tempfile::tempdir()?,
+            None,
+        )
+        .await
+    }
+
+    fn git_flags(url: &str, extra: &[&str]) -> Vec<OsString> {
         let mut source: Vec<OsString> = vec!["--git".into(), url.into()];
         if !extra.contains(&"--interval") {
             source.extend(["--interval".into(), "100ms".into()]);
         }
         source.extend(extra.iter().map(OsString::from));
-        Operator::spawn(source, tempfile::tempdir()?, None).await
+        source
     }
 
     /// Stops the operator (SIGKILL: nothing is saved on the way out) and starts it again
@@ -65,8 +95,13 @@ impl Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir()?);
-        let next =
-            Operator::spawn(self.source.clone(), data_dir, Some((self.grpc, self.admin))).await?;
+        let next = Operator::spawn(
+            self.source.clone(),
+            self.env.clone(),
+            data_dir,
+            Some((self.grpc, self.admin)),
+        )
+        .await?;
         // The old value holds the dead child and the placeholder directory.
         drop(std::mem::replace(self, next));
         Ok(())
@@ -74,6 +109,7 @@ impl Operator {
 
     async fn spawn(
         source: Vec<OsString>,
+        env: Vec<(String, String)>,
         data_dir: tempfile::TempDir,
         addresses: Option<(SocketAddr, SocketAddr)>,
     ) -> anyhow::Result<Operator> {
@@ -88,6 +124,7 @@ impl Operator {
             .arg(data_dir.path())
             .args(["--listen", &grpc, "--admin", &admin])
             .args(["--registration-grace", "2s"])
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -122,6 +159,7 @@ impl Operator {
             data_dir,
             stderr,
             source,
+            env,
         };
         let line = match tokio::time::timeout(Duration::from_secs(15), rx).await {
             Ok(Ok(line)) => line,
