@@ -76,6 +76,7 @@ pub mod git_http;
 pub mod grpc;
 pub mod identity;
 pub mod inbound_config;
+pub mod mesh;
 pub mod metrics;
 pub mod netns;
 pub mod operator;
