@@ -385,8 +385,6 @@ async fn after_an_operator_restart_the_same_commit_is_in_force_and_every_workloa
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug: a restarted operator pushes configs compiled before the proxies \
-            registered again (503 no ready endpoints, 403 port_not_allowed)"]
 async fn calls_keep_succeeding_while_the_operator_restarts() {
     let Some(mut mesh) = Mesh::start(Some(split(0, 1))).await else {
         return;

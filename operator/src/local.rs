@@ -147,11 +147,24 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         }
     });
 
+    // Workloads registered before a restart are back before any proxy asks for a config.
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+    let (registry, restored) = RegistryServer::new(index.clone(), settings.registration_grace)
+        .persist(settings.data_dir.join("registrations.json"));
+    if restored > 0 {
+        eprintln!(
+            "trellis operator: restored {restored} workload registrations; each stays until its proxy registers again or {:?} pass",
+            settings.registration_grace
+        );
+    }
+    index.flush().await;
+
     let discovery = DiscoveryServer::new(index.clone(), metrics.clone());
     let routes = crate::grpc::Routes::default()
         .with(discovery.clone().service())
         .with(identity_server.into_service())
-        .with(RegistryServer::new(index.clone(), settings.registration_grace).service());
+        .with(registry.service());
     let grpc = crate::grpc::bind(settings.grpc, "the gRPC API (--listen)").await?;
     let grpc_addr = grpc.local_addr()?;
     tasks.spawn(crate::grpc::serve(grpc, routes));

@@ -6,8 +6,12 @@
 //!       <--RegistrationStatus {identity, Services selecting it}--
 //! stream ends --grace period, unless the workload registered again--> RemoveWorkload
 //! ```
+//!
+//! With [`RegistryServer::persist`] the registrations survive an operator restart.
 
-use std::collections::HashMap;
+mod saved;
+
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -34,6 +38,10 @@ pub struct RegistryServer {
     /// workload only if no newer one took over.
     streams: Arc<Mutex<HashMap<ObjKey, u64>>>,
     next: Arc<std::sync::atomic::AtomicU64>,
+    /// Registrations kept across restarts ([`RegistryServer::persist`]).
+    saved: Option<Arc<saved::Saved>>,
+    /// Workloads restored at start whose proxy has not registered again yet.
+    restored: Arc<Mutex<HashSet<ObjKey>>>,
 }
 
 impl RegistryServer {
@@ -43,6 +51,56 @@ impl RegistryServer {
             grace,
             streams: Arc::default(),
             next: Arc::default(),
+            saved: None,
+            restored: Arc::default(),
+        }
+    }
+
+    /// Keeps registrations in `path` and restores the ones saved by the last run: each is
+    /// in the index again at once, and removed after the grace period unless its proxy
+    /// registers again (see [`saved`]). Returns how many were restored.
+    pub fn persist(mut self, path: std::path::PathBuf) -> (Self, usize) {
+        let saved = Arc::new(saved::Saved::load(path));
+        let mut restored = 0;
+        for registration in saved.all() {
+            let Ok(workload) = workload_of(&registration) else {
+                saved.remove(&registration.namespace, &registration.name);
+                continue;
+            };
+            let key = workload.key.clone();
+            self.index.update(Update::Workload(workload));
+            self.restored
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone());
+            restored += 1;
+            let server = self.clone();
+            let saved = saved.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(server.grace).await;
+                let unclaimed = server
+                    .restored
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+                if unclaimed {
+                    eprintln!(
+                        "trellis operator: workload {key} removed: its proxy did not register again within {:?} of the restart",
+                        server.grace
+                    );
+                    saved.remove(&key.namespace, &key.name);
+                    server.index.update(Update::RemoveWorkload(key));
+                }
+            });
+        }
+        tokio::spawn(saved.clone().write_on_change());
+        self.saved = Some(saved);
+        (self, restored)
+    }
+
+    fn save(&self, registration: &api::Registration) {
+        if let Some(saved) = &self.saved {
+            saved.put(registration);
         }
     }
 
@@ -51,6 +109,10 @@ impl RegistryServer {
     }
 
     fn claim(&self, key: &ObjKey) -> u64 {
+        self.restored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         self.streams
             .lock()
@@ -192,6 +254,7 @@ impl api::registry_server::Registry for RegistryServer {
             summary(&workload)
         );
         self.index.update(Update::Workload(workload));
+        self.save(&first);
         let (tx, rx) = mpsc::channel(4);
         let _ = tx.send(Ok(self.status(&key).await)).await;
         let server = self.clone();
@@ -200,6 +263,7 @@ impl api::registry_server::Registry for RegistryServer {
                 match workload_of(&next) {
                     Ok(w) if w.key == key => {
                         server.index.update(Update::Workload(w));
+                        server.save(&next);
                         let _ = tx.send(Ok(server.status(&key).await)).await;
                     }
                     Ok(w) => {
@@ -224,6 +288,9 @@ impl api::registry_server::Registry for RegistryServer {
                     "trellis operator: workload {key} removed: its proxy has been gone for {:?}",
                     server.grace
                 );
+                if let Some(saved) = &server.saved {
+                    saved.remove(&key.namespace, &key.name);
+                }
                 server.index.update(Update::RemoveWorkload(key));
             }
         });
