@@ -189,6 +189,30 @@ impl Operator {
         Ok(status["sources"][0].clone())
     }
 
+    /// Waits (15 s at most) until the Git source's entry satisfies `ok`, and returns it.
+    ///
+    /// # Panics
+    /// When it never does, with the last entry and the operator's stderr.
+    pub async fn wait_git_source(
+        &self,
+        what: &str,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let source = self.git_source().await.expect("GET /status");
+            if ok(&source) {
+                return source;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the Git source never showed {what}: {source:#}\nstderr:\n{}",
+                self.stderr_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// `http://<grpc>` for `--control-plane`.
     pub fn url(&self) -> String {
         format!("http://{}", self.grpc)

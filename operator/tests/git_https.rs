@@ -2,9 +2,6 @@
 //! TLS and HTTP Basic auth): a token from a file authenticates, a wrong token fails naming
 //! the flag, and a server whose certificate is not trusted is refused.
 
-use std::time::{Duration, Instant};
-
-use serde_json::Value;
 use trellis_e2e::git::GitRepo;
 use trellis_e2e::git_http::GitHttps;
 use trellis_e2e::operator::Operator;
@@ -60,28 +57,14 @@ impl Setup {
     }
 }
 
-async fn wait_source(operator: &Operator, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let source = operator.git_source().await.unwrap();
-        if ok(&source) {
-            return source;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the Git source never showed {what}: {source:#}\nstderr:\n{}",
-            operator.stderr_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_token_from_a_file_syncs_the_repository_over_https() {
     let Some(s) = setup() else { return };
     let head = s.repo.head().unwrap();
     let operator = s.operator("t0ken", true).await;
-    let source = wait_source(&operator, "the commit", |v| v["revision"] == head).await;
+    let source = operator
+        .wait_git_source("the commit", |v| v["revision"] == head)
+        .await;
     assert_eq!(source["objects"], 1);
 }
 
@@ -89,7 +72,9 @@ async fn a_token_from_a_file_syncs_the_repository_over_https() {
 async fn a_refused_token_fails_naming_the_flag() {
     let Some(s) = setup() else { return };
     let operator = s.operator("wrong", true).await;
-    let source = wait_source(&operator, "a fetch error", |v| v["fetchError"].is_string()).await;
+    let source = operator
+        .wait_git_source("a fetch error", |v| v["fetchError"].is_string())
+        .await;
     let error = source["fetchError"].as_str().unwrap();
     assert!(error.contains("--git-password-file"), "{error}");
     assert_eq!(source["synced"], false);
@@ -99,7 +84,9 @@ async fn a_refused_token_fails_naming_the_flag() {
 async fn a_server_certificate_that_is_not_trusted_is_refused() {
     let Some(s) = setup() else { return };
     let operator = s.operator("t0ken", false).await;
-    let source = wait_source(&operator, "a fetch error", |v| v["fetchError"].is_string()).await;
+    let source = operator
+        .wait_git_source("a fetch error", |v| v["fetchError"].is_string())
+        .await;
     let error = source["fetchError"].as_str().unwrap().to_lowercase();
     assert!(error.contains("certificate"), "{error}");
     assert_eq!(source["synced"], false);

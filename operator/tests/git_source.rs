@@ -2,7 +2,7 @@
 //! real repository that the test commits to. Each commit is applied whole or refused whole;
 //! the applied commit is what `/status` reports, with every problem's file and line.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use trellis_e2e::client;
@@ -37,23 +37,6 @@ fn repo_with_services() -> Option<GitRepo> {
     Some(repo)
 }
 
-/// Waits until the Git source reports `ok`.
-async fn wait_source(operator: &Operator, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let source = operator.git_source().await.unwrap();
-        if ok(&source) {
-            return source;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the Git source never showed {what}: {source:#}\nstderr:\n{}",
-            operator.stderr_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn resource(operator: &Operator, kind: &str, name: &str) -> Option<Value> {
     let status = operator.status().await.unwrap();
     status["resources"]
@@ -71,7 +54,9 @@ async fn each_commit_pushed_is_applied_and_its_revision_recorded() {
     };
     let first = repo.head().unwrap();
     let operator = Operator::start_git(&repo.url(), &[]).await.unwrap();
-    let source = wait_source(&operator, "the first commit", |s| s["revision"] == first).await;
+    let source = operator
+        .wait_git_source("the first commit", |s| s["revision"] == first)
+        .await;
     assert_eq!(source["synced"], true);
     assert_eq!(source["objects"], 3, "two Services and a TrafficSplit");
     assert_eq!(source["headSummary"], "shop: services and a 90/10 split");
@@ -83,7 +68,9 @@ async fn each_commit_pushed_is_applied_and_its_revision_recorded() {
 
     repo.write("shop/split.yaml", &split((50, 50)));
     let second = repo.commit("shop: 50/50").unwrap();
-    wait_source(&operator, "the second commit", |s| s["revision"] == second).await;
+    operator
+        .wait_git_source("the second commit", |s| s["revision"] == second)
+        .await;
     let ts = resource(&operator, "TrafficSplit", "web-rollout")
         .await
         .unwrap();
@@ -97,7 +84,9 @@ async fn a_commit_with_an_invalid_manifest_is_refused_whole_and_the_last_good_on
     };
     let good = repo.head().unwrap();
     let operator = Operator::start_git(&repo.url(), &[]).await.unwrap();
-    wait_source(&operator, "the good commit", |s| s["revision"] == good).await;
+    operator
+        .wait_git_source("the good commit", |s| s["revision"] == good)
+        .await;
 
     // One commit: a new Service (fine) and a split with a negative weight (line 7).
     repo.write(
@@ -106,7 +95,9 @@ async fn a_commit_with_an_invalid_manifest_is_refused_whole_and_the_last_good_on
     );
     repo.write("shop/split.yaml", &split((-5, 10)));
     let bad = repo.commit("shop: broken weights").unwrap();
-    let source = wait_source(&operator, "the refusal", |s| s["rejectedRevision"] == bad).await;
+    let source = operator
+        .wait_git_source("the refusal", |s| s["rejectedRevision"] == bad)
+        .await;
     assert_eq!(
         source["revision"],
         good.as_str(),
@@ -131,7 +122,9 @@ async fn a_commit_with_an_invalid_manifest_is_refused_whole_and_the_last_good_on
     // Fixing it in a new commit applies the whole new commit.
     repo.write("shop/split.yaml", &split((0, 10)));
     let fixed = repo.commit("shop: fix weights").unwrap();
-    let source = wait_source(&operator, "the fix", |s| s["revision"] == fixed).await;
+    let source = operator
+        .wait_git_source("the fix", |s| s["revision"] == fixed)
+        .await;
     assert!(source.get("errors").is_none(), "{source:#}");
     assert_eq!(operator.status().await.unwrap()["counts"]["services"], 3);
 }
@@ -145,10 +138,14 @@ async fn a_force_push_to_an_older_commit_is_followed() {
     let operator = Operator::start_git(&repo.url(), &[]).await.unwrap();
     repo.write("shop/split.yaml", &split((0, 100)));
     let new = repo.commit("shop: all to v2").unwrap();
-    wait_source(&operator, "the new commit", |s| s["revision"] == new).await;
+    operator
+        .wait_git_source("the new commit", |s| s["revision"] == new)
+        .await;
 
     repo.reset_hard(&old).unwrap();
-    let source = wait_source(&operator, "the branch rewound", |s| s["revision"] == old).await;
+    let source = operator
+        .wait_git_source("the branch rewound", |s| s["revision"] == old)
+        .await;
     assert_eq!(source["forcePushes"], 1);
     assert!(
         operator.stderr_text().contains("was force-pushed"),
@@ -164,12 +161,16 @@ async fn a_commit_deleting_everything_is_refused_unless_allowed() {
     };
     let good = repo.head().unwrap();
     let operator = Operator::start_git(&repo.url(), &[]).await.unwrap();
-    wait_source(&operator, "the good commit", |s| s["revision"] == good).await;
+    operator
+        .wait_git_source("the good commit", |s| s["revision"] == good)
+        .await;
     repo.remove("shop/services.yaml");
     repo.remove("shop/split.yaml");
     repo.write("README.md", "moved elsewhere\n");
     let empty = repo.commit("remove everything").unwrap();
-    let source = wait_source(&operator, "the refusal", |s| s["rejectedRevision"] == empty).await;
+    let source = operator
+        .wait_git_source("the refusal", |s| s["rejectedRevision"] == empty)
+        .await;
     assert!(
         source["errors"][0]
             .as_str()
@@ -183,10 +184,9 @@ async fn a_commit_deleting_everything_is_refused_unless_allowed() {
     let allowed = Operator::start_git(&repo.url(), &["--allow-delete-all"])
         .await
         .unwrap();
-    wait_source(&allowed, "the empty commit applied", |s| {
-        s["revision"] == empty
-    })
-    .await;
+    allowed
+        .wait_git_source("the empty commit applied", |s| s["revision"] == empty)
+        .await;
     assert_eq!(allowed.status().await.unwrap()["counts"]["services"], 0);
 }
 
@@ -207,7 +207,9 @@ async fn path_and_tag_select_what_is_read() {
     let operator = Operator::start_git(&repo.url(), &["--path", "shop", "--tag", "v1"])
         .await
         .unwrap();
-    let source = wait_source(&operator, "the tag", |s| s["revision"] == v1).await;
+    let source = operator
+        .wait_git_source("the tag", |s| s["revision"] == v1)
+        .await;
     assert_eq!(source["objects"], 3, "only shop/ is read: {source:#}");
     assert!(
         source["location"]
@@ -232,7 +234,9 @@ async fn the_webhook_triggers_a_sync_at_once_for_a_caller_with_the_secret() {
     .await
     .unwrap();
     let first = repo.head().unwrap();
-    wait_source(&operator, "the first commit", |s| s["revision"] == first).await;
+    operator
+        .wait_git_source("the first commit", |s| s["revision"] == first)
+        .await;
     repo.write("shop/split.yaml", &split((0, 1)));
     let second = repo.commit("shop: all to v2").unwrap();
 
@@ -256,7 +260,9 @@ async fn the_webhook_triggers_a_sync_at_once_for_a_caller_with_the_secret() {
         .await
         .unwrap();
     assert_eq!(accepted.status, 202, "{accepted}");
-    wait_source(&operator, "the pushed commit", |s| s["revision"] == second).await;
+    operator
+        .wait_git_source("the pushed commit", |s| s["revision"] == second)
+        .await;
 }
 
 #[tokio::test]
@@ -266,15 +272,16 @@ async fn after_a_restart_with_the_remote_gone_the_last_applied_commit_is_served(
     };
     let head = repo.head().unwrap();
     let mut operator = Operator::start_git(&repo.url(), &[]).await.unwrap();
-    wait_source(&operator, "the commit", |s| s["revision"] == head).await;
+    operator
+        .wait_git_source("the commit", |s| s["revision"] == head)
+        .await;
     let before = operator.status().await.unwrap()["resources"].clone();
 
     std::fs::rename(repo.path(), repo.path().with_extension("moved")).unwrap();
     operator.restart().await.unwrap();
-    let source = wait_source(&operator, "the remote unreachable", |s| {
-        s["fetchError"].is_string()
-    })
-    .await;
+    let source = operator
+        .wait_git_source("the remote unreachable", |s| s["fetchError"].is_string())
+        .await;
     assert_eq!(source["revision"], head.as_str(), "served from the mirror");
     assert_eq!(operator.status().await.unwrap()["resources"], before);
     std::fs::rename(repo.path().with_extension("moved"), repo.path()).unwrap();

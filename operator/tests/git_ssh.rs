@@ -2,9 +2,6 @@
 //! authenticates with a key file and accepts the server only when its host key is in the
 //! known_hosts file given; every refusal says what to do.
 
-use std::time::{Duration, Instant};
-
-use serde_json::Value;
 use trellis_e2e::git::GitRepo;
 use trellis_e2e::operator::Operator;
 use trellis_e2e::sshd::Sshd;
@@ -51,22 +48,6 @@ impl Setup {
     }
 }
 
-async fn wait_source(operator: &Operator, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let source = operator.git_source().await.unwrap();
-        if ok(&source) {
-            return source;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the Git source never showed {what}: {source:#}\nstderr:\n{}",
-            operator.stderr_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_known_host_and_an_authorized_key_sync_the_repository_over_ssh() {
     let Some(s) = setup() else { return };
@@ -77,7 +58,9 @@ async fn a_known_host_and_an_authorized_key_sync_the_repository_over_ssh() {
             &s.known_hosts(&s.sshd.known_hosts_line()),
         )
         .await;
-    let source = wait_source(&operator, "the commit", |v| v["revision"] == head).await;
+    let source = operator
+        .wait_git_source("the commit", |v| v["revision"] == head)
+        .await;
     assert_eq!(source["objects"], 1, "{source:#}\nsshd:\n{}", s.sshd.log());
 }
 
@@ -87,7 +70,9 @@ async fn an_unknown_host_is_refused_with_the_command_that_adds_it() {
     let operator = s
         .operator(&s.sshd.client_key(), &s.known_hosts("# empty\n"))
         .await;
-    let source = wait_source(&operator, "a fetch error", |v| v["fetchError"].is_string()).await;
+    let source = operator
+        .wait_git_source("a fetch error", |v| v["fetchError"].is_string())
+        .await;
     let error = source["fetchError"].as_str().unwrap();
     assert!(
         error.contains("host 127.0.0.1 is not in") && error.contains("ssh-keyscan -p"),
@@ -105,7 +90,9 @@ async fn a_host_presenting_another_key_than_known_is_refused() {
             &s.known_hosts(&s.sshd.wrong_known_hosts_line()),
         )
         .await;
-    let source = wait_source(&operator, "a fetch error", |v| v["fetchError"].is_string()).await;
+    let source = operator
+        .wait_git_source("a fetch error", |v| v["fetchError"].is_string())
+        .await;
     assert!(
         source["fetchError"]
             .as_str()
@@ -124,7 +111,9 @@ async fn a_key_the_server_refuses_fails_naming_the_flag() {
             &s.known_hosts(&s.sshd.known_hosts_line()),
         )
         .await;
-    let source = wait_source(&operator, "a fetch error", |v| v["fetchError"].is_string()).await;
+    let source = operator
+        .wait_git_source("a fetch error", |v| v["fetchError"].is_string())
+        .await;
     let error = source["fetchError"].as_str().unwrap();
     assert!(error.contains("--git-ssh-key-file"), "{error}");
 }
