@@ -7,6 +7,7 @@
 //! The control plane proper (index, compile, discovery, identity) builds on these.
 
 pub mod admin;
+pub mod canary;
 pub mod cli;
 pub mod compile;
 pub mod demo;
