@@ -8,16 +8,14 @@
 //! let stats = v1.stats().await?;                       // GET /_demo/stats, parsed
 //! ```
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use http::Method;
 use serde::Deserialize;
-use tokio::sync::oneshot;
 
 use crate::client::{self, Reply};
 
@@ -102,55 +100,21 @@ impl Builder {
 
     /// Spawns the app and waits (up to [`START_TIMEOUT`]) for its listening line.
     pub async fn start(self) -> anyhow::Result<DemoApp> {
-        let mut child = Command::new(crate::binary("trellis"))
-            .args(self.args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("spawning trellis demo-app")?;
-        let (tx, rx) = oneshot::channel::<String>();
-        let stdout = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.starts_with(LISTENING_PREFIX)
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let lines = stderr.clone();
-        let err = child.stderr.take().expect("piped stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let mut app = DemoApp {
-            child,
-            addr: "0.0.0.0:0".parse()?,
+        let mut command = Command::new(crate::binary("trellis"));
+        command.args(self.args());
+        let started =
+            crate::child::spawn_listening(command, LISTENING_PREFIX, START_TIMEOUT).await?;
+        let addr = crate::child::field(&started.line, "addr")
+            .with_context(|| format!("no addr= in {:?}", started.line))?;
+        let app = DemoApp {
+            child: started.child,
+            addr: addr
+                .parse()
+                .with_context(|| format!("addr in {:?}", started.line))?,
             name: self.name,
             version: self.version,
-            stderr,
+            stderr: started.stderr,
         };
-        let line = match tokio::time::timeout(START_TIMEOUT, rx).await {
-            Ok(Ok(line)) => line,
-            _ => bail!(
-                "trellis demo-app printed no listening line within {START_TIMEOUT:?}\nstderr:\n{}",
-                app.stderr_text()
-            ),
-        };
-        let addr = line
-            .trim_start_matches(LISTENING_PREFIX)
-            .split_whitespace()
-            .find_map(|field| field.strip_prefix("addr="))
-            .with_context(|| format!("no addr= in {line:?}"))?;
-        app.addr = addr.parse().with_context(|| format!("addr in {line:?}"))?;
         Ok(app)
     }
 }

@@ -67,6 +67,7 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 pub mod backend;
+pub mod child;
 pub mod client;
 pub mod config;
 pub mod control_plane;

@@ -10,15 +10,13 @@
 //! ```
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::sync::oneshot;
 
 use crate::client;
 
@@ -116,7 +114,8 @@ impl Operator {
         let (grpc, admin) = addresses
             .map(|(g, a)| (g.to_string(), a.to_string()))
             .unwrap_or(("127.0.0.1:0".into(), "127.0.0.1:0".into()));
-        let mut child = Command::new(crate::binary("trellis"))
+        let mut command = Command::new(crate::binary("trellis"));
+        command
             .arg("operator")
             .arg("--local")
             .args(&source)
@@ -124,57 +123,25 @@ impl Operator {
             .arg(data_dir.path())
             .args(["--listen", &grpc, "--admin", &admin])
             .args(["--registration-grace", "2s"])
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("spawning trellis operator")?;
-        let (tx, rx) = oneshot::channel::<String>();
-        let stdout = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.starts_with(LISTENING_PREFIX)
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let lines = stderr.clone();
-        let err = child.stderr.take().expect("piped stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let mut operator = Operator {
-            child,
-            grpc: "0.0.0.0:0".parse()?,
-            admin: "0.0.0.0:0".parse()?,
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        let started =
+            crate::child::spawn_listening(command, LISTENING_PREFIX, Duration::from_secs(15))
+                .await?;
+        let address = |key: &str| -> anyhow::Result<SocketAddr> {
+            crate::child::field(&started.line, key)
+                .with_context(|| format!("no {key}= in {:?}", started.line))?
+                .parse()
+                .with_context(|| format!("{key} in {:?}", started.line))
+        };
+        let operator = Operator {
+            grpc: address("grpc")?,
+            admin: address("admin")?,
+            child: started.child,
             data_dir,
-            stderr,
+            stderr: started.stderr,
             source,
             env,
         };
-        let line = match tokio::time::timeout(Duration::from_secs(15), rx).await {
-            Ok(Ok(line)) => line,
-            _ => bail!(
-                "trellis operator printed no listening line\nstderr:\n{}",
-                operator.stderr_text()
-            ),
-        };
-        for field in line.trim_start_matches(LISTENING_PREFIX).split_whitespace() {
-            match field.split_once('=') {
-                Some(("grpc", addr)) => operator.grpc = addr.parse()?,
-                Some(("admin", addr)) => operator.admin = addr.parse()?,
-                _ => {}
-            }
-        }
         Ok(operator)
     }
 
