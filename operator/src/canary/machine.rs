@@ -13,7 +13,8 @@
 //! or, at the last step, the confirm-promotion webhooks and promotion.
 //! Weights: with `stepWeight`, canary += step while canary < maxWeight; with
 //! `stepWeights`, the next listed weight, maxWeight being the last one; promotion sends
-//! everything to the canary backend (the new stable is then committed to Git).
+//! everything to the canary backend; once the stable backend runs the promoted target (the
+//! new stable committed to Git), traffic goes back to it (`Finalized`).
 
 use std::time::Duration;
 
@@ -128,6 +129,9 @@ pub struct Observations {
     pub now: Duration,
     /// The current canary target (`None`: the canary backend is gone).
     pub target: Option<String>,
+    /// What the stable backend runs (the same label); after a promotion, the stable
+    /// backend running the promoted target sends the traffic back to it.
+    pub stable_target: Option<String>,
     /// The canary backend has ready endpoints.
     pub canary_ready: bool,
     pub suspended: bool,
@@ -196,6 +200,13 @@ pub fn advance(spec: &Spec, state: &State, seen: &Observations) -> (State, Vec<D
     if seen.suspended {
         return (next, out);
     }
+    // Abort rolls a run back, and starts none while it stays set.
+    if seen.abort {
+        if matches!(state.phase, Phase::Progressing | Phase::WaitingPromotion) {
+            return fail(next, out, "aborted (spec.abort)".into());
+        }
+        return (next, out);
+    }
     // A new canary target starts a run; a change mid-run restarts it from weight 0.
     if seen.target.is_some() && seen.target != state.target {
         let restarted = matches!(state.phase, Phase::Progressing | Phase::WaitingPromotion);
@@ -221,11 +232,24 @@ pub fn advance(spec: &Spec, state: &State, seen: &Observations) -> (State, Vec<D
         });
         return (next, out);
     }
-    if !matches!(state.phase, Phase::Progressing | Phase::WaitingPromotion) {
+    if state.phase == Phase::Succeeded
+        && state.canary_weight == 100
+        && seen.stable_target.is_some()
+        && seen.stable_target == state.target
+    {
+        next.canary_weight = 0;
+        out.push(weights(&next));
+        out.push(Decision::Event {
+            reason: "Finalized",
+            message: format!(
+                "the stable backend runs {}: traffic back on it, the canary backend is free for the next version",
+                state.target.as_deref().unwrap_or_default()
+            ),
+        });
         return (next, out);
     }
-    if seen.abort {
-        return fail(next, out, "aborted".into());
+    if !matches!(state.phase, Phase::Progressing | Phase::WaitingPromotion) {
+        return (next, out);
     }
     if let Some(Ok(())) = hook(Hook::Rollback) {
         return fail(
@@ -626,6 +650,54 @@ mod tests {
         let (aborted, _) = advance(&run.spec, &run.state, &seen);
         assert_eq!(aborted.phase, Phase::Failed);
         assert_eq!(aborted.stable_weight(), 100);
+    }
+
+    #[test]
+    fn abort_starts_no_run_until_it_is_cleared() {
+        let spec = spec(Steps::Linear { step: 20, max: 80 });
+        let seen = Observations {
+            now: Duration::from_secs(10),
+            target: Some("v3".into()),
+            canary_ready: true,
+            abort: true,
+            ..Observations::default()
+        };
+        let (state, decisions) = advance(&spec, &State::default(), &seen);
+        assert_eq!(state.phase, Phase::Initializing);
+        assert!(decisions.is_empty());
+        let cleared = Observations {
+            abort: false,
+            ..seen
+        };
+        let (state, _) = advance(&spec, &state, &cleared);
+        assert_eq!(state.phase, Phase::Progressing);
+    }
+
+    #[test]
+    fn after_promotion_the_stable_backend_running_the_target_takes_the_traffic_back() {
+        let mut run = Run::new(Steps::Linear { step: 50, max: 50 });
+        run.until_done();
+        assert_eq!(run.state.canary_weight, 100);
+        let seen = |stable: &str| Observations {
+            now: Duration::from_secs(100),
+            target: Some(run.target.clone()),
+            stable_target: Some(stable.into()),
+            canary_ready: true,
+            ..Observations::default()
+        };
+        let (state, decisions) = advance(&run.spec, &run.state, &seen("web-v1"));
+        assert_eq!(state.canary_weight, 100, "the stable still runs the old version");
+        assert!(decisions.is_empty());
+        let (state, decisions) = advance(&run.spec, &run.state, &seen("web-v2@1"));
+        assert_eq!(state.phase, Phase::Succeeded);
+        assert_eq!(state.stable_weight(), 100);
+        assert_eq!(
+            decisions[0],
+            Decision::Weights {
+                stable: 100,
+                canary: 0
+            }
+        );
     }
 
     #[test]
