@@ -81,6 +81,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod netns;
 pub mod operator;
+pub mod prometheus;
 pub mod proxy;
 pub mod serve;
 pub mod sidecar;
