@@ -50,6 +50,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         ),
         finish(trellis::mesh_config::MeshConfig::crd(), "trellis"),
         finish(trellis::traffic_policy::TrafficPolicy::crd(), "trellis"),
+        finish(trellis::canary::Canary::crd(), "trellis"),
     ]
 }
 

@@ -15,7 +15,8 @@ use crate::specs::{
 };
 use crate::split::{self, TrafficSplit};
 use crate::trellis::{
-    self, mesh_config, mesh_config::MeshConfig, traffic_policy, traffic_policy::TrafficPolicy,
+    self, canary, canary::Canary, mesh_config, mesh_config::MeshConfig, traffic_policy,
+    traffic_policy::TrafficPolicy,
 };
 
 /// A resource Trellis reads, at its hub version.
@@ -31,6 +32,7 @@ pub enum Resource {
     UDPRoute(UDPRoute),
     MeshConfig(MeshConfig),
     TrafficPolicy(TrafficPolicy),
+    Canary(Canary),
 }
 
 /// Why an object of a served kind could not be read.
@@ -73,7 +75,7 @@ impl ParseError {
 }
 
 /// `(group, kind, versions newest first)` of every kind Trellis serves.
-pub const SERVED: [(&str, &str, &[&str]); 7] = [
+pub const SERVED: [(&str, &str, &[&str]); 8] = [
     (split::GROUP, split::KIND, &split::VERSIONS),
     (access::GROUP, access::KIND, &access::VERSIONS),
     (
@@ -85,6 +87,7 @@ pub const SERVED: [(&str, &str, &[&str]); 7] = [
     (specs::GROUP, udp_route::KIND, &udp_route::VERSIONS),
     (trellis::GROUP, mesh_config::KIND, &[trellis::VERSION]),
     (trellis::GROUP, traffic_policy::KIND, &[trellis::VERSION]),
+    (trellis::GROUP, canary::KIND, &[trellis::VERSION]),
 ];
 
 /// Whether `apiVersion`/`kind` name a kind Trellis serves (in any version).
@@ -150,6 +153,7 @@ pub fn parse(mut value: Value) -> Result<Option<Resource>, ParseError> {
         ("TCPRoute", _) => Resource::TCPRoute(read::<tcp_route::v1alpha3::TCPRoute>(value)?.into()),
         ("UDPRoute", _) => Resource::UDPRoute(read::<udp_route::v1alpha4::UDPRoute>(value)?),
         ("TrafficPolicy", _) => Resource::TrafficPolicy(read(value)?),
+        ("Canary", _) => Resource::Canary(read(value)?),
         _ => Resource::MeshConfig(read(value)?),
     };
     Ok(Some(resource))
@@ -235,6 +239,10 @@ pub fn to_version(resource: &Resource, version: &str) -> Result<Value, ParseErro
                 &[trellis::VERSION],
             ));
         }
+        (Resource::Canary(c), "v1alpha1") => json(serde_json::to_value(c)),
+        (Resource::Canary(_), _) => {
+            return Err(unserved(canary::KIND, trellis::GROUP, &[trellis::VERSION]));
+        }
     })
 }
 
@@ -248,6 +256,7 @@ impl Resource {
             Resource::UDPRoute(_) => udp_route::KIND,
             Resource::MeshConfig(_) => mesh_config::KIND,
             Resource::TrafficPolicy(_) => traffic_policy::KIND,
+            Resource::Canary(_) => canary::KIND,
         }
     }
 
@@ -260,6 +269,7 @@ impl Resource {
             Resource::UDPRoute(r) => &r.metadata,
             Resource::MeshConfig(r) => &r.metadata,
             Resource::TrafficPolicy(r) => &r.metadata,
+            Resource::Canary(r) => &r.metadata,
         }
     }
 
@@ -272,6 +282,7 @@ impl Resource {
             Resource::UDPRoute(r) => &mut r.metadata,
             Resource::MeshConfig(r) => &mut r.metadata,
             Resource::TrafficPolicy(r) => &mut r.metadata,
+            Resource::Canary(r) => &mut r.metadata,
         }
     }
 

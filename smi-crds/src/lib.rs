@@ -10,7 +10,7 @@
 //! - [`split`], [`access`], [`specs`]: the SMI groups, one module per version; the newest
 //!   version of each kind is the hub (storage version) and every other version converts
 //!   to and from it ([`split::convert`], ...).
-//! - [`trellis`]: `trellis.dev/v1alpha1` resources (MeshConfig).
+//! - [`trellis`]: `trellis.dev/v1alpha1` resources (MeshConfig, TrafficPolicy, Canary).
 //! - [`dynamic`]: from an untyped object (`apiVersion`, `kind`, body) to a hub resource,
 //!   and from a hub resource to any served version.
 //! - [`validate`]: semantic checks beyond the schema; every problem names its field.

@@ -298,6 +298,23 @@ fn the_root_lifetime_outlives_workload_certificates() {
 }
 
 #[test]
+fn the_builtin_metrics_provider_was_called_embedded_and_still_reads() {
+    use smi_crds::trellis::mesh_config::MetricsProvider;
+    for (provider, want) in [
+        ("Embedded", MetricsProvider::Builtin),
+        ("Builtin", MetricsProvider::Builtin),
+    ] {
+        let mc = mk_mesh_config("default", &format!("  metrics: {{provider: {provider}}}\n"));
+        let value: Value = serde_saphyr::from_str(&mc).unwrap();
+        let Some(dynamic::Resource::MeshConfig(m)) = dynamic::parse(value).unwrap() else {
+            panic!("not a MeshConfig");
+        };
+        assert_eq!(m.spec.metrics.provider, want, "{provider}");
+        assert_eq!(serde_json::to_value(want).unwrap(), "Builtin");
+    }
+}
+
+#[test]
 fn parse_errors_name_the_field() {
     let cases = [
         (
@@ -324,7 +341,7 @@ fn parse_errors_name_the_field() {
         (
             mk_mesh_config("default", "  metrics: {provider: Graphite}\n"),
             "spec.metrics.provider",
-            "unknown variant `Graphite`, expected `Embedded` or `Prometheus`",
+            "unknown variant `Graphite`, expected one of `Builtin`, `Embedded`, `Prometheus`",
         ),
     ];
     for (manifest, field, message) in cases {

@@ -415,6 +415,11 @@ impl Writer {
                     self.changed.insert(Key::PoliciesOf(service));
                 }
             }
+            Resource::Canary(c) => {
+                if put(&mut snap.canaries, key.clone(), c) {
+                    self.changed.insert(Key::Canary(key));
+                }
+            }
             Resource::HTTPRouteGroup(g) => {
                 if put(&mut snap.route_groups, key.clone(), g) {
                     self.changed.insert(Key::RouteGroup(key));
@@ -449,6 +454,7 @@ impl Writer {
             "TrafficSplit" => snap.splits.contains_key(&key()),
             "TrafficTarget" => snap.targets.contains_key(&key()),
             "TrafficPolicy" => snap.policies.contains_key(&key()),
+            "Canary" => snap.canaries.contains_key(&key()),
             "HTTPRouteGroup" => snap.route_groups.contains_key(&key()),
             "TCPRoute" => snap.tcp_routes.contains_key(&key()),
             "UDPRoute" => snap.udp_routes.contains_key(&key()),
@@ -488,6 +494,9 @@ impl Writer {
                     remove_name(&mut snap.policies_by_service, &service, &key.name);
                     self.changed.insert(Key::PoliciesOf(service));
                 }
+            }
+            "Canary" if take(&mut snap.canaries, &key).is_some() => {
+                self.changed.insert(Key::Canary(key));
             }
             "HTTPRouteGroup" if take(&mut snap.route_groups, &key).is_some() => {
                 self.changed.insert(Key::RouteGroup(key));

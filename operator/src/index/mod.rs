@@ -144,4 +144,6 @@ async fn run(
 }
 
 #[cfg(test)]
+mod canary_tests;
+#[cfg(test)]
 mod tests;

@@ -171,6 +171,8 @@ pub enum Key {
     UdpRoute(ObjKey),
     /// The TrafficPolicies of this Service.
     PoliciesOf(ObjKey),
+    /// A Canary (added, changed or removed).
+    Canary(ObjKey),
     /// The TrafficTargets whose destination is this ServiceAccount (`namespace/name`).
     TargetsOf(ObjKey),
     Workload(ObjKey),

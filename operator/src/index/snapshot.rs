@@ -13,6 +13,7 @@ use std::sync::Arc;
 use smi_crds::access::TrafficTarget;
 use smi_crds::specs::{HTTPRouteGroup, TCPRoute, UDPRoute};
 use smi_crds::split::TrafficSplit;
+use smi_crds::trellis::canary::Canary;
 use smi_crds::trellis::mesh_config::{MeshConfig, MeshConfigSpec};
 use smi_crds::trellis::traffic_policy::TrafficPolicy;
 use smi_crds::validate::Problem;
@@ -57,6 +58,7 @@ pub struct Snapshot {
     pub(super) udp_routes: Table<ObjKey, UDPRoute>,
     pub(super) policies: Table<ObjKey, TrafficPolicy>,
     pub(super) policies_by_service: Names<ObjKey>,
+    pub(super) canaries: Table<ObjKey, Canary>,
     pub(super) mesh_config: Option<Arc<MeshConfig>>,
     pub(super) statuses: Table<ResourceRef, ResourceStatus>,
 }
@@ -116,6 +118,11 @@ impl Snapshot {
     /// The TrafficPolicy in force under `key` (status). Records no dependency.
     pub fn traffic_policy(&self, key: &ObjKey) -> Option<&TrafficPolicy> {
         self.policies.get(key).map(|p| &**p)
+    }
+
+    /// The Canary in force under `key` (status). Records no dependency.
+    pub fn canary(&self, key: &ObjKey) -> Option<&Canary> {
+        self.canaries.get(key).map(|c| &**c)
     }
 }
 
@@ -226,6 +233,29 @@ impl<'a> Reader<'a> {
             &self.snapshot.policies,
             service,
         )
+    }
+
+    /// The Canary in force under `key`.
+    pub fn canary(&self, key: &ObjKey) -> Option<&'a Canary> {
+        self.dep(Key::Canary(key.clone()));
+        self.snapshot.canaries.get(key).map(|c| &**c)
+    }
+
+    /// Every Canary in force, in every namespace, sorted by key. Depends on each one
+    /// listed; a Canary added later is announced by its own [`Key::Canary`] in the keys a
+    /// batch changed (see [`Index::on_change`](super::Index::on_change)).
+    pub fn canaries(&self) -> Vec<(&'a ObjKey, &'a Canary)> {
+        let mut all: Vec<(&'a ObjKey, &'a Canary)> = self
+            .snapshot
+            .canaries
+            .iter()
+            .map(|(k, c)| (k, &**c))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        for (key, _) in &all {
+            self.dep(Key::Canary((*key).clone()));
+        }
+        all
     }
 
     pub fn route_group(&self, key: &ObjKey) -> Option<&'a HTTPRouteGroup> {

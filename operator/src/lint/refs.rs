@@ -1,11 +1,13 @@
 //! Checks across the objects of one tree of manifests: references to Services and route
-//! resources (from TrafficSplits, TrafficTargets and TrafficPolicies), TrafficSplits
-//! that claim the same root and TrafficPolicies that claim the same Service.
+//! resources (from TrafficSplits, TrafficTargets, TrafficPolicies and Canaries),
+//! TrafficSplits that claim the same root, TrafficPolicies that claim the same Service,
+//! and TrafficSplits committed under the name a Canary generates.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use smi_crds::access::rule_kinds;
 use smi_crds::dynamic::Resource;
+use smi_crds::trellis::canary::Canary;
 use smi_crds::trellis::traffic_policy::{Mirror, TrafficPolicySpec};
 use smi_crds::validate::Problem;
 
@@ -23,6 +25,7 @@ pub(super) fn check<'a>(
     let services: BTreeSet<&Key> = services.iter().collect();
     let mut route_groups: BTreeMap<Key, Vec<&str>> = BTreeMap::new();
     let mut routes: BTreeSet<(&str, Key)> = BTreeSet::new();
+    let mut splits: BTreeSet<Key> = BTreeSet::new();
     for p in parsed {
         let key = (
             p.namespace.clone(),
@@ -41,6 +44,9 @@ pub(super) fn check<'a>(
             Resource::UDPRoute(_) => {
                 routes.insert((rule_kinds::UDP_ROUTE, key));
             }
+            Resource::TrafficSplit(_) => {
+                splits.insert(key);
+            }
             _ => {}
         }
     }
@@ -48,6 +54,7 @@ pub(super) fn check<'a>(
         services,
         route_groups,
         routes,
+        splits,
     };
     let mut out: Vec<(&Object, Vec<Problem>)> = parsed
         .iter()
@@ -67,6 +74,7 @@ struct Refs<'a> {
     services: BTreeSet<&'a Key>,
     route_groups: BTreeMap<Key, Vec<&'a str>>,
     routes: BTreeSet<(&'a str, Key)>,
+    splits: BTreeSet<Key>,
 }
 
 impl Refs<'_> {
@@ -144,7 +152,61 @@ impl Refs<'_> {
                 }
             }
             Resource::TrafficPolicy(tp) => problems.extend(self.policy_problems(&tp.spec, ns)),
+            Resource::Canary(c) => problems.extend(self.canary_problems(c, ns)),
             _ => {}
+        }
+        problems
+    }
+
+    /// The Canary's Services (warnings, as a split's: the Canary works once they exist)
+    /// and a TrafficSplit under the name the Canary generates (an error: the Canary owns
+    /// that split and does not publish its own while another one holds the name).
+    fn canary_problems(&self, c: &Canary, ns: &str) -> Vec<Problem> {
+        let key = |name: &str| (ns.to_owned(), name.to_owned());
+        let spec = &c.spec;
+        let mut problems: Vec<Problem> = [
+            (
+                "spec.service",
+                &spec.service,
+                "the Canary routes nothing until it exists",
+            ),
+            (
+                "spec.stable",
+                &spec.stable,
+                "this backend gets no traffic until it exists",
+            ),
+            (
+                "spec.canary",
+                &spec.canary,
+                "this backend gets no traffic and has no version to analyse until it exists",
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, name, _)| !name.is_empty() && !self.services.contains(&key(name)))
+        .map(|(field, name, meanwhile)| {
+            Problem::warning(
+                field,
+                format!("no Service {name:?} in namespace {ns:?} in these manifests; {meanwhile}"),
+            )
+        })
+        .collect();
+        let (split, why) = match (&spec.traffic_split, &c.metadata.name) {
+            (Some(split), _) => (split, ""),
+            (None, Some(name)) => (
+                name,
+                " (the Canary's own name, as spec.trafficSplit is omitted)",
+            ),
+            (None, None) => return problems,
+        };
+        if self.splits.contains(&key(split)) {
+            problems.push(Problem::error(
+                "spec.trafficSplit",
+                format!(
+                    "TrafficSplit {split:?} is in these manifests, but the Canary generates and owns \
+                     the split of that name{why}: delete that TrafficSplit or set spec.trafficSplit \
+                     to another name"
+                ),
+            ));
         }
         problems
     }
@@ -361,6 +423,68 @@ spec: {matches: [{name: search, pathRegex: /search}, {name: health, pathRegex: /
                 "TrafficPolicy/shop/api: spec.routes[0].matches[1]: HTTPRouteGroup \"web-routes\" has no match \"serch\"; its matches are: search, health",
                 "TrafficPolicy/shop/api: spec.routes[1].httpRouteGroup: no HTTPRouteGroup \"api-routes\" in namespace \"shop\"; create it or fix the name",
             ]
+        );
+    }
+
+    fn mk_canary(spec: &str) -> String {
+        format!(
+            "{OBJECTS}---\napiVersion: trellis.dev/v1alpha1\nkind: Canary\nmetadata: {{name: web}}\n\
+             spec: {{{spec}, analysis: {{interval: 1m, stepWeight: 10, metrics: [{{name: request-success-rate, thresholdRange: {{min: 99}}}}]}}}}\n"
+        )
+    }
+
+    #[test]
+    fn canary_services_missing_from_the_manifests_are_warnings() {
+        let text = mk_canary("service: web, stable: web-v1, canary: web-v2");
+        assert_eq!(
+            findings(&text),
+            [
+                "Canary/shop/web: spec.stable: no Service \"web-v1\" in namespace \"shop\" in these manifests; this backend gets no traffic until it exists",
+                "Canary/shop/web: spec.canary: no Service \"web-v2\" in namespace \"shop\" in these manifests; this backend gets no traffic and has no version to analyse until it exists",
+            ]
+        );
+        let text = mk_canary("service: api, stable: web, canary: web-v2");
+        assert_eq!(
+            findings(&text)[0],
+            "Canary/shop/web: spec.service: no Service \"api\" in namespace \"shop\" in these manifests; the Canary routes nothing until it exists"
+        );
+    }
+
+    #[test]
+    fn a_committed_split_under_the_name_a_canary_generates_is_an_error() {
+        let split = |name: &str| {
+            format!(
+                "---\napiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: {{name: {name}}}\n\
+                 spec: {{service: web, backends: [{{service: web, weight: 100}}]}}\n"
+            )
+        };
+        let both = |canary: &str, split_name: &str| {
+            findings(&format!("{}{}", mk_canary(canary), split(split_name)))
+                .into_iter()
+                .filter(|f| f.contains("spec.trafficSplit"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            both("service: web, stable: web, canary: web", "web"),
+            [
+                "Canary/shop/web: spec.trafficSplit: TrafficSplit \"web\" is in these manifests, but the Canary generates and owns the split of that name (the Canary's own name, as spec.trafficSplit is omitted): delete that TrafficSplit or set spec.trafficSplit to another name"
+            ]
+        );
+        assert_eq!(
+            both(
+                "service: web, stable: web, canary: web, trafficSplit: web-canary",
+                "web-canary"
+            ),
+            [
+                "Canary/shop/web: spec.trafficSplit: TrafficSplit \"web-canary\" is in these manifests, but the Canary generates and owns the split of that name: delete that TrafficSplit or set spec.trafficSplit to another name"
+            ]
+        );
+        assert_eq!(
+            both(
+                "service: web, stable: web, canary: web, trafficSplit: web-canary",
+                "web"
+            ),
+            Vec::<String>::new()
         );
     }
 

@@ -195,20 +195,40 @@ fn default_log_level() -> String {
 pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 /// Source of the metrics that drive canary analysis.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub enum MetricsProvider {
-    /// The operator scrapes the proxies' own `/metrics` (no Prometheus needed).
+    /// The operator scrapes the proxies' own `/metrics` (no Prometheus needed). Called
+    /// `Embedded` before; that name is still read.
     #[default]
-    Embedded,
+    #[serde(alias = "Embedded")]
+    Builtin,
     /// A Prometheus server at `prometheusUrl`.
     Prometheus,
+}
+
+/// The schema lists `Embedded` too, so that MeshConfigs stored with the former name stay
+/// valid for the API server.
+impl JsonSchema for MetricsProvider {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MetricsProvider".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Source of the metrics that drive canary analysis.",
+            "type": "string",
+            "enum": ["Builtin", "Prometheus", "Embedded"],
+        })
+    }
 }
 
 /// Default metrics provider for canary analysis.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metrics {
-    /// `Embedded` (default) or `Prometheus`.
+    /// `Builtin` (default: the operator scrapes the proxies' own metrics) or `Prometheus`;
+    /// `Embedded`, the former name of `Builtin`, still reads. A Canary's
+    /// `analysis.provider` overrides it.
     #[serde(default)]
     pub provider: MetricsProvider,
     /// Base URL of the Prometheus server (`http://prometheus.monitoring:9090`); required

@@ -1,6 +1,8 @@
 //! MeshConfig rules.
 
-use super::{Problem, check_port, is_dns1123_label, is_dns1123_subdomain, parse_duration};
+use super::{
+    Problem, check_port, is_dns1123_label, is_dns1123_subdomain, is_http_url, parse_duration,
+};
 use crate::trellis::mesh_config::{DEFAULT_NAME, LOG_LEVELS, MeshConfig, MetricsProvider};
 
 const MIN_WORKLOAD_LIFETIME_SECS: u64 = 600;
@@ -152,11 +154,4 @@ fn ports(field: &str, ports: &[i64]) -> Vec<Problem> {
         .enumerate()
         .filter_map(|(i, p)| check_port(format!("{field}[{i}]"), *p))
         .collect()
-}
-
-fn is_http_url(url: &str) -> bool {
-    ["http://", "https://"].iter().any(|scheme| {
-        url.strip_prefix(scheme)
-            .is_some_and(|rest| !rest.is_empty())
-    })
 }

@@ -5,6 +5,7 @@
 //! (does the referenced Service exist?) belong to whoever holds the set of resources.
 
 mod access;
+mod canary;
 mod duration;
 mod mesh_config;
 mod names;
@@ -84,6 +85,7 @@ pub fn validate(resource: &Resource) -> Vec<Problem> {
         Resource::UDPRoute(r) => specs::validate_ports(&r.spec.matches.ports),
         Resource::MeshConfig(m) => mesh_config::validate(m),
         Resource::TrafficPolicy(p) => traffic_policy::validate(&p.spec),
+        Resource::Canary(c) => canary::validate(&c.spec),
     });
     problems
 }
@@ -148,5 +150,14 @@ fn check_port(field: String, port: i64) -> Option<Problem> {
             field,
             format!("must be a port number between 1 and 65535, got {port}"),
         )
+    })
+}
+
+/// An `http://` or `https://` URL with something after the scheme (Prometheus, OTLP,
+/// webhooks).
+fn is_http_url(url: &str) -> bool {
+    ["http://", "https://"].iter().any(|scheme| {
+        url.strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty())
     })
 }

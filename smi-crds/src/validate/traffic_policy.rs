@@ -68,26 +68,27 @@ pub(super) fn validate(spec: &TrafficPolicySpec) -> Vec<Problem> {
     p.0
 }
 
+/// Problems in field order; the helpers below are shared with the Canary rules.
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(pub(super) Vec<Problem>);
 
 impl Problems {
-    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem::error(field, message));
     }
 
-    fn warning(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn warning(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem::warning(field, message));
     }
 
-    fn duration(&mut self, field: &str, value: &str) -> Option<Duration> {
+    pub(super) fn duration(&mut self, field: &str, value: &str) -> Option<Duration> {
         parse_duration(value)
             .map_err(|message| self.error(field, message))
             .ok()
     }
 
     /// A duration that must be longer than 0 (timeouts, windows, ejection times).
-    fn positive_duration(&mut self, field: &str, value: &str) -> Option<Duration> {
+    pub(super) fn positive_duration(&mut self, field: &str, value: &str) -> Option<Duration> {
         let d = self.duration(field, value)?;
         if d.is_zero() {
             self.error(field, "must be longer than 0, e.g. \"1s\" or \"250ms\"");

@@ -7,8 +7,8 @@
 //!                     +--accepted--> Accepted True (warnings listed)
 //!                                    | TrafficSplit without matches, not the one in
 //!                                    |   force for its root -> Accepted False Conflicted
-//!                                    + TrafficSplit, TrafficTarget, TrafficPolicy:
-//!                                      ResolvedRefs True | False (refs.rs)
+//!                                    + TrafficSplit, TrafficTarget, TrafficPolicy,
+//!                                      Canary: ResolvedRefs True | False (refs.rs)
 //! ```
 //!
 //! Condition types and reasons are `smi_crds::conditions`; docs/status.md lists them with
@@ -96,6 +96,10 @@ fn of_resource(
                 accepted(status),
                 resolved_refs(refs::policy(reader, ns, tp)),
             ],
+            None => vec![accepted(status)],
+        },
+        smi_crds::trellis::canary::KIND => match snapshot.canary(&key) {
+            Some(c) => vec![accepted(status), resolved_refs(refs::canary(reader, ns, c))],
             None => vec![accepted(status)],
         },
         _ => vec![accepted(status)],

@@ -1,5 +1,5 @@
 //! Checks across resources: the Services and route resources an accepted TrafficSplit,
-//! TrafficTarget or TrafficPolicy names, and what compile does while one is missing.
+//! TrafficTarget, TrafficPolicy or Canary names, and what happens while one is missing.
 //!
 //! | resource      | reference                                   | reason when missing |
 //! |---------------|---------------------------------------------|---------------------|
@@ -8,6 +8,7 @@
 //! | TrafficTarget | `spec.rules[]` (HTTPRouteGroup, TCPRoute, UDPRoute) and their `matches` | RouteNotFound |
 //! | TrafficPolicy | `spec.service`, `spec.mirror.service`, `spec.routes[].mirror.service` | BackendNotFound |
 //! | TrafficPolicy | `spec.routes[].httpRouteGroup` and `matches` | RouteNotFound      |
+//! | Canary        | `spec.service` (root), `spec.stable`, `spec.canary` | BackendNotFound |
 
 use std::fmt;
 
@@ -15,6 +16,7 @@ use smi_crds::access::{TrafficTarget, rule_kinds};
 use smi_crds::conditions::reasons;
 use smi_crds::specs::HTTPRouteGroup;
 use smi_crds::split::TrafficSplit;
+use smi_crds::trellis::canary::Canary;
 use smi_crds::trellis::traffic_policy::{Mirror, TrafficPolicy};
 
 use crate::index::{ObjKey, Reader, split_root};
@@ -204,6 +206,33 @@ pub(super) fn policy(reader: &Reader<'_>, ns: &str, tp: &TrafficPolicy) -> Vec<M
         mirror(reader, ns, field, route.mirror.as_ref(), &mut out);
     }
     out
+}
+
+/// A Canary's root Service and its two backends: each missing one is named.
+pub(super) fn canary(reader: &Reader<'_>, ns: &str, c: &Canary) -> Vec<Missing> {
+    let spec = &c.spec;
+    [
+        (
+            "spec.service",
+            &spec.service,
+            "the Canary routes nothing (clients call the root Service)",
+        ),
+        ("spec.stable", &spec.stable, "this backend gets no traffic"),
+        (
+            "spec.canary",
+            &spec.canary,
+            "this backend gets no traffic and has no version to analyse",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(field, name, meanwhile)| {
+        let key = ObjKey::new(ns, name);
+        reader
+            .service(&key)
+            .is_none()
+            .then(|| no_service(field.into(), &key, meanwhile))
+    })
+    .collect()
 }
 
 fn mirror(

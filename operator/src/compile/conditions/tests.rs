@@ -260,6 +260,38 @@ fn traffic_policy_references_resolve_or_say_what_is_missing() {
     ]);
 }
 
+/// A Canary `shop/web` of `service` from `stable` to `canary`.
+fn canary(service: &str, stable: &str, canary: &str) -> SourceObject {
+    object(&format!(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Canary\n\
+         metadata: {{name: web, namespace: shop}}\n\
+         spec: {{service: {service}, stable: {stable}, canary: {canary}, analysis: {{interval: 1m, stepWeight: 20, \
+         metrics: [{{name: request-success-rate, thresholdRange: {{min: 99}}}}]}}}}\n"
+    ))
+}
+
+#[test]
+fn canary_services_resolve_or_each_missing_one_is_named() {
+    #[rustfmt::skip]
+    check(vec![
+        ("every Service exists", vec![svc("web"), svc("web-v1"), svc("web-v2"), canary("web", "web-v1", "web-v2")], &[
+            "Canary shop/web | Accepted True Accepted | accepted and in force",
+            "Canary shop/web | ResolvedRefs True ResolvedRefs | every referenced resource exists",
+        ]),
+        ("the canary backend not created yet", vec![svc("web"), svc("web-v1"), canary("web", "web-v1", "web-v2")], &[
+            "Canary shop/web | Accepted True Accepted | accepted and in force",
+            "Canary shop/web | ResolvedRefs False BackendNotFound | spec.canary: no Service \"web-v2\" in namespace \"shop\": create it or fix the name; until then this backend gets no traffic and has no version to analyse",
+        ]),
+        ("none of them", vec![canary("web", "web-v1", "web-v2")], &[
+            "Canary shop/web | Accepted True Accepted | accepted and in force",
+            "Canary shop/web | ResolvedRefs False BackendNotFound | spec.service: no Service \"web\" in namespace \"shop\": create it or fix the name; until then the Canary routes nothing (clients call the root Service); spec.stable: no Service \"web-v1\" in namespace \"shop\": create it or fix the name; until then this backend gets no traffic; spec.canary: no Service \"web-v2\" in namespace \"shop\": create it or fix the name; until then this backend gets no traffic and has no version to analyse",
+        ]),
+        ("an invalid Canary: Accepted False, no ResolvedRefs", vec![svc("web"), canary("web", "web-v1", "web-v1")], &[
+            "Canary shop/web | Accepted False Invalid | spec.canary: \"web-v1\" is also the stable backend: the canary backend must be another Service, the one running the new version; no version of it is in force",
+        ]),
+    ]);
+}
+
 #[test]
 fn conditions_carry_the_origin_and_serialize_as_kubernetes_writes_them() {
     let got = conditions(&mesh(vec![policy("web", "service: web")], vec![]));
