@@ -38,7 +38,7 @@ pub enum Steps {
     Iterations(u32),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Phase {
     /// No run yet: waiting for a canary target.
     Initializing,
@@ -50,7 +50,8 @@ pub enum Phase {
 }
 
 /// Where a run is. Starts as `State::default()`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct State {
     pub phase: Phase,
     /// Weight on the canary backend (the stable backend has `100 - canary_weight`).
@@ -62,7 +63,8 @@ pub struct State {
     pub target: Option<String>,
     /// Whether the pre-rollout webhooks passed for this run.
     pub pre_rollout_done: bool,
-    /// When the run last made progress (the adapter's clock).
+    /// When the run last made progress (the adapter's clock; not kept over a restart).
+    #[serde(skip)]
     pub last_progress: Duration,
     /// Why the last run failed, for status.
     pub message: String,
@@ -79,6 +81,18 @@ impl Default for State {
             pre_rollout_done: false,
             last_progress: Duration::ZERO,
             message: String::new(),
+        }
+    }
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Initializing => "Initializing",
+            Phase::Progressing => "Progressing",
+            Phase::WaitingPromotion => "WaitingPromotion",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
         }
     }
 }
@@ -686,7 +700,10 @@ mod tests {
             ..Observations::default()
         };
         let (state, decisions) = advance(&run.spec, &run.state, &seen("web-v1"));
-        assert_eq!(state.canary_weight, 100, "the stable still runs the old version");
+        assert_eq!(
+            state.canary_weight, 100,
+            "the stable still runs the old version"
+        );
         assert!(decisions.is_empty());
         let (state, decisions) = advance(&run.spec, &run.state, &seen("web-v2@1"));
         assert_eq!(state.phase, Phase::Succeeded);

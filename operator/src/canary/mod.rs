@@ -7,4 +7,8 @@
 //! Not wired into the operator yet: the resource, the metrics providers and the adapter that
 //! owns the generated TrafficSplit come next.
 
+pub mod hooks;
 pub mod machine;
+pub mod observe;
+pub mod split;
+pub mod status;
