@@ -232,6 +232,8 @@ async fn a_proxy_registers_its_workload_and_says_not_ready_on_sigterm() {
             ],
             ready: true,
             inbound_port: proxy.inbound.port().into(),
+            // Where the operator scrapes the proxy's /metrics (canary analysis).
+            admin_port: proxy.admin.port().into(),
         }
     );
     assert!(

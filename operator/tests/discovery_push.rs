@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
+use trellis_operator::index::ObjKey;
 use trellis_operator::local::{self, Running};
 use trellis_proxy_api::v1 as api;
 use trellis_proxy_api::v1::discovery_client::DiscoveryClient;
@@ -63,6 +64,8 @@ impl Mesh {
         format!("http://{}", self.running.grpc)
     }
 
+    /// Registers `shop/<name>` reached through its proxy at `inbound_port`, the proxy's
+    /// admin listener being at `inbound_port + 100`.
     async fn register(&mut self, name: &str, app: &str, inbound_port: u32) {
         let (tx, rx) = mpsc::channel(4);
         tx.send(api::Registration {
@@ -74,6 +77,7 @@ impl Mesh {
             ports: vec![],
             ready: true,
             inbound_port,
+            admin_port: inbound_port + 100,
         })
         .await
         .unwrap();
@@ -192,6 +196,17 @@ async fn one_endpoint_change_is_pushed_only_to_the_watches_that_depend_on_it() {
     let mut mesh = Mesh::start().await;
     mesh.register("web-1", "web", 5001).await;
     mesh.register("api-1", "api", 5002).await;
+    let snapshot = mesh.running.index.snapshot();
+    let web_1 = snapshot
+        .reader()
+        .workload(&ObjKey::new("shop", "web-1"))
+        .cloned()
+        .expect("web-1 is in the index");
+    assert_eq!(
+        (web_1.inbound_port, web_1.admin_port),
+        (Some(5001), Some(5101)),
+        "the index knows where to reach web-1's app and its proxy's /metrics"
+    );
     let url = mesh.url();
     let mut web = watch_outbound(&url, "web.shop:80").await;
     let mut api = watch_outbound(&url, "api").await;

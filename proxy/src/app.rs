@@ -118,10 +118,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let inbound_listeners = bind_dual(settings.inbound, "inbound").await?;
     let admin_listener = bind(settings.admin, "admin").await?;
     let inbound_addr = inbound_listeners[0].local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
     let line = format!(
-        "trellis-proxy listening outbound={} inbound={inbound_addr} admin={}",
+        "trellis-proxy listening outbound={} inbound={inbound_addr} admin={admin_addr}",
         outbound_listeners[0].local_addr()?,
-        admin_listener.local_addr()?,
     );
 
     let connect = Connect::new(settings.connect_timeout, tls.clone());
@@ -198,6 +198,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 endpoint,
                 settings: register,
                 inbound: inbound_addr,
+                admin: admin_addr,
                 inbound_target: settings.inbound_target,
                 store: store.clone(),
                 listening: listening.clone(),

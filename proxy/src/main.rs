@@ -424,8 +424,13 @@ mod tests {
                 intercepted: false,
             }
         );
-        let message = r.registration("127.0.0.1:4143".parse().unwrap(), true);
+        let message = r.registration(
+            "127.0.0.1:4143".parse().unwrap(),
+            "127.0.0.1:4191".parse().unwrap(),
+            true,
+        );
         assert_eq!(message.inbound_port, 4143);
+        assert_eq!(message.admin_port, 4191);
     }
 
     #[test]
@@ -459,12 +464,16 @@ mod tests {
     #[test]
     fn intercepted_workloads_are_reached_at_the_app_ports() {
         let inbound = "0.0.0.0:4143".parse().unwrap();
+        let admin = "0.0.0.0:4191".parse().unwrap();
         let direct = registered(&[]);
         assert!(!direct.intercepted);
-        assert_eq!(direct.registration(inbound, true).inbound_port, 4143);
+        assert_eq!(direct.registration(inbound, admin, true).inbound_port, 4143);
         let intercepted = registered(&["--intercepted"]);
         assert!(intercepted.intercepted);
-        assert_eq!(intercepted.registration(inbound, true).inbound_port, 0);
+        assert_eq!(
+            intercepted.registration(inbound, admin, true).inbound_port,
+            0
+        );
     }
 
     #[test]

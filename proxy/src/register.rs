@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! start    -> connect, send Registration {namespace, name, service_account, labels,
-//!             addresses, ports, ready, inbound_port}
+//!             addresses, ports, ready, inbound_port, admin_port}
 //!          <- RegistrationStatus {identity, Services selecting it}: the first one is logged
 //! every 1 s (and on every store change): ready = the proxy is ready (what /ready says)
 //!             && the app accepts a TCP connection on its first port;
@@ -71,8 +71,14 @@ pub struct AppPort {
 }
 
 impl Settings {
-    /// The registration message, the inbound listener being bound at `inbound`.
-    pub fn registration(&self, inbound: SocketAddr, ready: bool) -> api::Registration {
+    /// The registration message, the inbound and admin listeners being bound at `inbound`
+    /// and `admin`.
+    pub fn registration(
+        &self,
+        inbound: SocketAddr,
+        admin: SocketAddr,
+        ready: bool,
+    ) -> api::Registration {
         api::Registration {
             namespace: self.workload.namespace.clone(),
             name: self.workload.name.clone(),
@@ -94,6 +100,7 @@ impl Settings {
             } else {
                 inbound.port().into()
             },
+            admin_port: admin.port().into(),
         }
     }
 }
@@ -162,6 +169,9 @@ pub struct Registrar {
     pub settings: Settings,
     /// The inbound listener as bound (its port is `inbound_port` without interception).
     pub inbound: SocketAddr,
+    /// The admin listener as bound (its port is `admin_port`: where the operator scrapes
+    /// `/metrics`).
+    pub admin: SocketAddr,
     /// `--inbound-target`: the app is checked at its IP and the first app port.
     pub inbound_target: SocketAddr,
     pub store: Store,
@@ -220,7 +230,7 @@ impl Registrar {
         let stream = Stream {
             endpoint,
             name,
-            message: self.settings.registration(self.inbound, false),
+            message: self.settings.registration(self.inbound, self.admin, false),
             ready,
             stop: stop_rx,
             state: state_tx,
@@ -498,15 +508,19 @@ mod tests {
         "0.0.0.0:4143".parse().unwrap()
     }
 
+    fn admin() -> SocketAddr {
+        "0.0.0.0:4191".parse().unwrap()
+    }
+
     #[test]
-    fn the_registration_carries_the_workload_and_the_inbound_listener_port() {
+    fn the_registration_carries_the_workload_and_the_inbound_and_admin_listener_ports() {
         let port = |name: &str, port| api::WorkloadPort {
             name: name.into(),
             port,
             protocol: api::ProtocolHint::Unspecified.into(),
         };
         assert_eq!(
-            settings().registration(inbound(), true),
+            settings().registration(inbound(), admin(), true),
             api::Registration {
                 namespace: "shop".into(),
                 name: "web-1".into(),
@@ -516,6 +530,7 @@ mod tests {
                 ports: vec![port("http", 8080), port("", 9090)],
                 ready: true,
                 inbound_port: 4143,
+                admin_port: 4191,
             }
         );
     }
@@ -526,7 +541,12 @@ mod tests {
             intercepted: true,
             ..settings()
         };
-        assert_eq!(intercepted.registration(inbound(), false).inbound_port, 0);
+        let registration = intercepted.registration(inbound(), admin(), false);
+        assert_eq!(registration.inbound_port, 0);
+        assert_eq!(
+            registration.admin_port, 4191,
+            "metrics are scraped at the proxy"
+        );
     }
 
     #[test]

@@ -267,6 +267,7 @@ impl Mesh {
             ready: true,
             meshed: true,
             inbound_port: None,
+            admin_port: None,
         }
     }
 }

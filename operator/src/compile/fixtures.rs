@@ -62,6 +62,7 @@ pub fn workload(ns: &str, name: &str, app: &str, ip: &str) -> Workload {
         ready: true,
         meshed: true,
         inbound_port: None,
+        admin_port: None,
     }
 }
 

@@ -99,6 +99,7 @@ mod tests {
             ready,
             meshed: true,
             inbound_port: None,
+            admin_port: None,
         }
     }
 

@@ -85,6 +85,11 @@ pub struct Workload {
     /// Local mode without interception: every port of the workload is reached through its
     /// proxy's inbound listener at this port, which forwards to the app.
     pub inbound_port: Option<u16>,
+    /// Where the workload's proxy serves its admin endpoint (`/metrics`), at the workload's
+    /// addresses: the port a proxy registered with (local mode), the default
+    /// [`ports::ADMIN`](trellis_proxy_api::ports::ADMIN) for meshed Pods; `None` without a
+    /// proxy or when the proxy did not say. The embedded canary metrics provider scrapes it.
+    pub admin_port: Option<u16>,
 }
 
 impl Workload {
@@ -279,6 +284,7 @@ mod tests {
             ready: true,
             meshed: true,
             inbound_port: None,
+            admin_port: None,
         };
         assert!(!w.selected_by(&BTreeMap::new()));
         assert!(w.selected_by(&[("app".to_owned(), "web".to_owned())].into()));

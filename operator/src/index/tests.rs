@@ -39,6 +39,7 @@ pub(crate) fn mk_workload(ns: &str, name: &str, app: &str, ip: &str) -> Workload
         ready: true,
         meshed: true,
         inbound_port: None,
+        admin_port: None,
     }
 }
 

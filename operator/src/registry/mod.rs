@@ -228,6 +228,10 @@ pub fn workload_of(r: &api::Registration) -> Result<Workload, Status> {
             0 => None,
             p => Some(port("inbound_port", p)?),
         },
+        admin_port: match r.admin_port {
+            0 => None,
+            p => Some(port("admin_port", p)?),
+        },
     })
 }
 
@@ -309,4 +313,39 @@ fn summary(w: &Workload) -> String {
             .unwrap_or_default(),
         if w.ready { "ready" } else { "not ready" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registration(admin_port: u32) -> api::Registration {
+        api::Registration {
+            namespace: "shop".into(),
+            name: "web-1".into(),
+            service_account: "web".into(),
+            addresses: vec!["127.0.0.1".into()],
+            ready: true,
+            admin_port,
+            ..api::Registration::default()
+        }
+    }
+
+    #[test]
+    fn the_admin_port_registered_is_where_the_workloads_metrics_are_scraped() {
+        assert_eq!(
+            workload_of(&registration(4191)).unwrap().admin_port,
+            Some(4191)
+        );
+        assert_eq!(
+            workload_of(&registration(0)).unwrap().admin_port,
+            None,
+            "0: an older proxy that does not say"
+        );
+        let refused = workload_of(&registration(70_000)).unwrap_err();
+        assert_eq!(
+            refused.message(),
+            "admin_port: 70000 is not a port number (1-65535)"
+        );
+    }
 }

@@ -105,6 +105,7 @@ mod tests {
             service_account: "web".into(),
             addresses: vec!["127.0.0.1".into()],
             ready,
+            admin_port: 4191,
             ..api::Registration::default()
         }
     }
@@ -122,6 +123,24 @@ mod tests {
         writer.abort();
         let next = Saved::load(path);
         assert_eq!(next.all(), vec![registration("web-1", true)]);
+    }
+
+    #[test]
+    fn a_file_saved_before_admin_ports_were_registered_is_read_with_the_port_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registrations.json");
+        let old = r#"[{"namespace": "shop", "name": "web-1", "service_account": "web",
+                       "addresses": ["127.0.0.1"], "ready": true, "inbound_port": 5001}]"#;
+        std::fs::write(&path, old).unwrap();
+        let read = Saved::load(path).all();
+        assert_eq!(
+            read,
+            vec![api::Registration {
+                inbound_port: 5001,
+                admin_port: 0,
+                ..registration("web-1", true)
+            }]
+        );
     }
 
     #[test]
