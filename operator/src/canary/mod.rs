@@ -9,6 +9,7 @@
 
 pub mod hooks;
 pub mod machine;
+pub mod metrics;
 pub mod observe;
 pub mod split;
 pub mod status;
