@@ -3,13 +3,15 @@
 //!
 //! ```text
 //! every tick (one Providers for the whole operator, owned by the tick loop):
-//!   providers.scrape(now, &admin_addresses(snapshot.workloads()), &backends).await
-//!       builtin: every proxy's /metrics once, for the canary backends under analysis
-//!       (`namespace/name`, MetricRequest::builtin_backend); unreachable proxies are
-//!       left out of this round and reported
-//!   for each metric of each Canary the machine's plan asks for:
-//!       let m = providers.measure(&MetricRequest { .. }).await;   // Value | NoData | Error
-//!       let (verdict, status) = judge(&metric, &m);
+//!   providers.prepare(&due_canaries, &snapshot, &admin_addresses(snapshot.workloads())).await
+//!       = scrape(now, proxies, backends): builtin only, every proxy's /metrics once for the
+//!         canary backends (`namespace/name`) of the Canaries due; unreachable proxies are
+//!         left out of this round, reported and logged
+//!   for each Canary whose plan asks for metrics:
+//!       providers.measure_all(canary, &snapshot, target).await -> [(Verdict, MetricStatus)]
+//!       = for each of requests(canary, mesh config, target):
+//!           let m = providers.measure(&request).await;    // Value | NoData | Error
+//!           judge(&request.metric, &m)
 //!       verdict -> machine::Observations.metrics, status -> Canary status.metrics[]
 //! ```
 //!
@@ -19,6 +21,7 @@
 //!   window's deltas per proxy (counter resets, proxies coming and going), [`quantile`] is
 //!   PromQL's `histogram_quantile`, [`text`] reads the proxies' exposition format.
 //! - [`prometheus`]: query templates, the built-in PromQL and the query API client.
+//! - [`requests`]: what a Canary asks for (provider, variables, windows), pure.
 //!
 //! Both providers measure the same thing for the built-in metrics: requests sent by client
 //! proxies (`direction="outbound"`) to any port of the canary backend Service.
@@ -29,17 +32,19 @@ pub mod history;
 pub mod measure;
 pub mod prometheus;
 pub mod quantile;
+pub mod requests;
 pub mod text;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use smi_crds::trellis::canary::{Metric, ProviderType};
+use smi_crds::trellis::canary::{Canary, Metric, MetricStatus, ProviderType};
 
 pub use measure::{Measurement, judge};
 
-use crate::index::Workload;
+use crate::canary::machine::Verdict;
+use crate::index::{Snapshot, Workload};
 use history::History;
 
 /// Scrapes kept at least this long (longer when a metric asks for a longer window).
@@ -86,6 +91,10 @@ pub struct ScrapeReport {
 #[derive(Debug)]
 pub struct Providers {
     history: History,
+    /// The clock of [`prepare`](Self::prepare)'s scrapes.
+    started: std::time::Instant,
+    /// Proxies the last scrape did not reach (logged when this changes).
+    unreachable: BTreeSet<SocketAddr>,
 }
 
 impl Default for Providers {
@@ -98,7 +107,55 @@ impl Providers {
     pub fn new() -> Self {
         Self {
             history: History::new(DEFAULT_RETENTION),
+            started: std::time::Instant::now(),
+            unreachable: BTreeSet::new(),
         }
+    }
+
+    /// Once per tick, before [`measure_all`](Self::measure_all): [`scrape`](Self::scrape)s
+    /// the proxies (their admin addresses) for the builtin metrics of `canaries` (the ones
+    /// due), now. Proxies that could not be scraped are logged when they change.
+    pub async fn prepare(
+        &mut self,
+        canaries: &[&Canary],
+        snapshot: &Snapshot,
+        proxies: &[SocketAddr],
+    ) -> ScrapeReport {
+        let mesh = snapshot.reader().mesh_config();
+        let backends: BTreeSet<String> = canaries
+            .iter()
+            .filter_map(|c| requests::builtin_backend(c, &mesh))
+            .collect();
+        let report = self
+            .scrape(self.started.elapsed(), proxies, &backends)
+            .await;
+        let unreachable: BTreeSet<SocketAddr> = report.failed.iter().map(|(a, _)| *a).collect();
+        for (address, why) in &report.failed {
+            if !self.unreachable.contains(address) {
+                eprintln!(
+                    "trellis operator: canary metrics: proxy {address} left out of the scrape: {why}"
+                );
+            }
+        }
+        self.unreachable = unreachable;
+        report
+    }
+
+    /// Every metric of `canary`, `target` being the version under analysis: the verdict
+    /// for the state machine and the status entry of each, in the order of the spec.
+    pub async fn measure_all(
+        &mut self,
+        canary: &Canary,
+        snapshot: &Snapshot,
+        target: Option<&str>,
+    ) -> Vec<(Verdict, MetricStatus)> {
+        let mesh = snapshot.reader().mesh_config();
+        let mut out = Vec::new();
+        for request in requests::requests(canary, &mesh, target.unwrap_or_default()) {
+            let measured = self.measure(&request).await;
+            out.push(judge(&request.metric, &measured));
+        }
+        out
     }
 
     /// Once per tick, before [`measure`](Self::measure): scrapes every proxy's `/metrics`

@@ -359,3 +359,62 @@ fn meshed_workloads_that_registered_an_admin_port_are_scraped_at_their_first_add
         ["10.0.0.5:4191".parse::<SocketAddr>().unwrap()]
     );
 }
+
+#[tokio::test]
+async fn a_tick_prepares_once_and_measures_every_metric_of_a_canary() {
+    use smi_crds::trellis::canary::{Analysis, Canary, CanarySpec};
+
+    let proxy = Server::start(200, &proxy_metrics(1000, 10)).await;
+    let mut canary = Canary::new(
+        "api",
+        CanarySpec {
+            service: "api".into(),
+            stable: "api-v2".into(),
+            canary: "api-v3".into(),
+            analysis: Analysis {
+                interval: "1m".into(),
+                metrics: vec![
+                    request(ProviderType::Builtin, REQUEST_SUCCESS_RATE, None).metric,
+                    Metric {
+                        threshold_range: ThresholdRange {
+                            min: None,
+                            max: Some(5.0),
+                        },
+                        ..request(ProviderType::Builtin, REQUEST_DURATION, None).metric
+                    },
+                ],
+                ..Analysis::default()
+            },
+            ..CanarySpec::default()
+        },
+    );
+    canary.metadata.namespace = Some("shop".into());
+    let snapshot = crate::compile::fixtures::mesh(vec![], vec![]);
+    let mut providers = Providers::default();
+
+    let report = providers
+        .prepare(&[&canary], &snapshot, &[proxy.addr])
+        .await;
+    assert_eq!(report.scraped, 1);
+    proxy.set(&proxy_metrics(1199, 11));
+    providers
+        .prepare(&[&canary], &snapshot, &[proxy.addr])
+        .await;
+    let measured = providers.measure_all(&canary, &snapshot, Some("v3")).await;
+    let verdicts: Vec<_> = measured
+        .iter()
+        .map(|(v, s)| (v.clone(), s.verdict.as_str(), s.message.as_deref()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            (Verdict::Pass, "Pass", None),
+            (
+                Verdict::Fail("9.95 > max 5".into()),
+                "Fail",
+                Some("9.95 > max 5")
+            ),
+        ]
+    );
+    assert_eq!(measured[0].1.value, Some(99.5));
+}
