@@ -67,6 +67,7 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 pub mod backend;
+pub mod canary;
 pub mod child;
 pub mod client;
 pub mod config;

@@ -162,6 +162,7 @@ pub struct MeshedAppBuilder {
     labels: Vec<(String, String)>,
     version: String,
     calls_out: bool,
+    error_rate: Option<f64>,
 }
 
 impl MeshedAppBuilder {
@@ -180,6 +181,12 @@ impl MeshedAppBuilder {
     /// The demo app's `--version` (default `v1`), shown in every answer.
     pub fn version(mut self, version: &str) -> Self {
         self.version = version.to_owned();
+        self
+    }
+
+    /// The demo app's `--error-rate` (0.0-1.0): that share of its answers are 500s.
+    pub fn error_rate(mut self, rate: f64) -> Self {
+        self.error_rate = Some(rate);
         self
     }
 
@@ -216,7 +223,10 @@ impl MeshedAppBuilder {
         for (key, value) in &self.labels {
             proxy = proxy.arg("--label").arg(format!("{key}={value}"));
         }
-        let app = DemoApp::builder(&self.name, &self.version);
+        let mut app = DemoApp::builder(&self.name, &self.version);
+        if let Some(rate) = self.error_rate {
+            app = app.error_rate(rate);
+        }
         let (app, proxy) = if self.calls_out {
             let proxy = proxy.start().await?;
             let app = app.proxy(proxy.outbound).start().await?;
@@ -255,6 +265,7 @@ impl MeshedApp {
             labels: Vec::new(),
             version: "v1".to_owned(),
             calls_out: false,
+            error_rate: None,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The operator's admin endpoint: `/metrics`, `/ready`, `/live`, `/status` (JSON: every
-//! resource with its conditions, sources, workloads and proxy watches; what
+//! resource with its conditions, sources, workloads, canary runs and proxy watches; what
 //! `trellis status` shows) and `POST /hooks/git` (the Git source's sync trigger).
 
 use std::convert::Infallible;
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::canary::controller::SharedViews;
 use crate::compile::conditions::conditions;
 use crate::discovery::Subscriptions;
 use crate::index::Index;
@@ -31,6 +32,8 @@ pub struct Admin {
     pub sources: Vec<SharedStatus>,
     /// The Git source's trigger, when there is one.
     pub git_hook: Option<GitHook>,
+    /// The canary controller's view of every Canary.
+    pub canaries: SharedViews,
 }
 
 /// `POST /hooks/git`: wakes the Git source when the caller proves the shared secret.
@@ -220,6 +223,7 @@ impl Admin {
             },
             "resources": resources,
             "workloads": workloads,
+            "canaries": &*self.canaries.lock().unwrap_or_else(|e| e.into_inner()),
             "subscriptions": self.subscriptions.list(),
         })
     }

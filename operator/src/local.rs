@@ -4,6 +4,7 @@
 //! Git repo --source::git--> index <--Registry.Register-- proxies (workloads)
 //! (or a manifests dir, source::dir)
 //!                                  |  \--MeshConfig--> identity settings
+//!                                  |  <--> canary controller (generated TrafficSplits)
 //!                                  v
 //!          gRPC listener: Discovery (watches) + Identity (CA, join tokens) + Registry
 //!          admin listener: /metrics /ready /live /status
@@ -158,7 +159,18 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             settings.registration_grace
         );
     }
+    // Canary runs resume where they were: their splits are back before any proxy asks.
+    let (mut canaries, resumed) =
+        crate::canary::controller::Controller::new(index.clone(), metrics.clone())
+            .persist(settings.data_dir.join("canaries.json"));
+    if resumed > 0 {
+        eprintln!("trellis operator: resumed {resumed} canary runs");
+    }
     index.flush().await;
+    canaries.publish_restored();
+    let canary_views = canaries.views();
+    index.flush().await;
+    tasks.spawn(canaries.run());
 
     let discovery = DiscoveryServer::new(index.clone(), metrics.clone());
     let routes = crate::grpc::Routes::default()
@@ -178,6 +190,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             subscriptions: discovery.subscriptions().clone(),
             sources: vec![source],
             git_hook,
+            canaries: canary_views,
         }
         .serve(admin),
     );

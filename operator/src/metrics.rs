@@ -27,6 +27,11 @@ pub struct Metrics {
     /// Errors of sources (a manifest directory or Git repository that cannot be read), by
     /// `source`.
     pub source_errors: IntCounterVec,
+    /// Canary transitions (Started, CheckFailed, RolledBack, Succeeded, ...), by
+    /// `namespace`, `canary` and `reason`.
+    pub canary_events: IntCounterVec,
+    /// Percent of a Canary's traffic on its canary backend, by `namespace` and `canary`.
+    pub canary_weight: IntGaugeVec,
 }
 
 impl Metrics {
@@ -96,6 +101,22 @@ impl Metrics {
                 &["source"],
             )
             .expect("valid metric"),
+            canary_events: IntCounterVec::new(
+                Opts::new(
+                    "trellis_operator_canary_events_total",
+                    "Canary transitions, by reason (Started, Restarted, CheckFailed, WaitingPromotion, Succeeded, Finalized, RolledBack).",
+                ),
+                &["namespace", "canary", "reason"],
+            )
+            .expect("valid metric"),
+            canary_weight: IntGaugeVec::new(
+                Opts::new(
+                    "trellis_operator_canary_weight",
+                    "Percent of a Canary's traffic on its canary backend.",
+                ),
+                &["namespace", "canary"],
+            )
+            .expect("valid metric"),
             registry,
         };
         for c in [
@@ -108,6 +129,8 @@ impl Metrics {
             Box::new(m.workloads.clone()),
             Box::new(m.resources.clone()),
             Box::new(m.source_errors.clone()),
+            Box::new(m.canary_events.clone()),
+            Box::new(m.canary_weight.clone()),
         ] {
             m.registry.register(c).expect("metric names are unique");
         }

@@ -35,7 +35,17 @@ pub fn hook_of(t: WebhookType) -> Hook {
     }
 }
 
-/// What a webhook is told about the run.
+/// What the webhooks of a tick are told about the run.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub phase: &'a str,
+    pub target: Option<&'a str>,
+    pub canary_weight: u32,
+}
+
+/// The body of one call: the context, the webhook's type and its metadata.
 #[derive(Clone, Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Payload<'a> {
@@ -49,13 +59,27 @@ pub struct Payload<'a> {
     pub metadata: &'a std::collections::BTreeMap<String, String>,
 }
 
+impl<'a> Context<'a> {
+    pub fn payload(&self, webhook: &'a Webhook) -> Payload<'a> {
+        Payload {
+            name: self.name,
+            namespace: self.namespace,
+            phase: self.phase,
+            type_: webhook.type_,
+            target: self.target,
+            canary_weight: self.canary_weight,
+            metadata: &webhook.metadata,
+        }
+    }
+}
+
 /// Calls every webhook of type `hook` in turn. `Ok` when all answered 2xx (rollback: when
 /// one did), `Err` with the first failure; `None` when the Canary has no webhook of that
 /// type.
 pub async fn run(
     webhooks: &[Webhook],
     hook: Hook,
-    payload: impl Fn(&Webhook) -> Payload<'_>,
+    context: &Context<'_>,
 ) -> Option<Result<(), String>> {
     let selected: Vec<&Webhook> = webhooks
         .iter()
@@ -66,7 +90,7 @@ pub async fn run(
     }
     let mut failures = Vec::new();
     for webhook in selected {
-        match call(webhook, &payload(webhook)).await {
+        match call(webhook, &context.payload(webhook)).await {
             Ok(()) if hook == Hook::Rollback => return Some(Ok(())),
             Ok(()) => {}
             Err(why) => {
@@ -206,23 +230,19 @@ mod tests {
         }
     }
 
-    fn payload(w: &Webhook) -> Payload<'_> {
-        Payload {
-            name: "api",
-            namespace: "shop",
-            phase: "Progressing",
-            type_: w.type_,
-            target: Some("v3"),
-            canary_weight: 20,
-            metadata: &w.metadata,
-        }
-    }
+    const CONTEXT: Context<'static> = Context {
+        name: "api",
+        namespace: "shop",
+        phase: "Progressing",
+        target: Some("v3"),
+        canary_weight: 20,
+    };
 
     #[tokio::test]
     async fn a_2xx_passes_and_the_body_names_the_canary() {
         let (addr, bodies) = server(200, Duration::ZERO).await;
         let hooks = [webhook(WebhookType::Rollout, addr, "2s")];
-        assert_eq!(run(&hooks, Hook::Rollout, payload).await, Some(Ok(())));
+        assert_eq!(run(&hooks, Hook::Rollout, &CONTEXT).await, Some(Ok(())));
         let body: serde_json::Value = serde_json::from_str(&bodies.lock().unwrap()[0]).unwrap();
         assert_eq!(body["name"], "api");
         assert_eq!(body["type"], "rollout");
@@ -234,7 +254,7 @@ mod tests {
     async fn an_error_answer_fails_with_its_status_and_body() {
         let (addr, _) = server(503, Duration::ZERO).await;
         let hooks = [webhook(WebhookType::PreRollout, addr, "2s")];
-        let result = run(&hooks, Hook::PreRollout, payload).await;
+        let result = run(&hooks, Hook::PreRollout, &CONTEXT).await;
         assert_eq!(
             result,
             Some(Err(
@@ -247,7 +267,7 @@ mod tests {
     async fn no_answer_within_the_timeout_fails() {
         let (addr, _) = server(200, Duration::from_secs(5)).await;
         let hooks = [webhook(WebhookType::Rollout, addr, "200ms")];
-        let result = run(&hooks, Hook::Rollout, payload).await;
+        let result = run(&hooks, Hook::Rollout, &CONTEXT).await;
         assert_eq!(result, Some(Err("gate: no answer within 200ms".into())));
     }
 
@@ -256,18 +276,18 @@ mod tests {
         let (closed, _) = server(404, Duration::ZERO).await;
         let hooks = [webhook(WebhookType::Rollback, closed, "2s")];
         assert!(matches!(
-            run(&hooks, Hook::Rollback, payload).await,
+            run(&hooks, Hook::Rollback, &CONTEXT).await,
             Some(Err(_))
         ));
         let (open, _) = server(200, Duration::ZERO).await;
         let hooks = [webhook(WebhookType::Rollback, open, "2s")];
-        assert_eq!(run(&hooks, Hook::Rollback, payload).await, Some(Ok(())));
+        assert_eq!(run(&hooks, Hook::Rollback, &CONTEXT).await, Some(Ok(())));
     }
 
     #[tokio::test]
     async fn no_webhook_of_the_type_is_none() {
         let (addr, _) = server(200, Duration::ZERO).await;
         let hooks = [webhook(WebhookType::Rollout, addr, "2s")];
-        assert_eq!(run(&hooks, Hook::ConfirmPromotion, payload).await, None);
+        assert_eq!(run(&hooks, Hook::ConfirmPromotion, &CONTEXT).await, None);
     }
 }
