@@ -4,6 +4,8 @@
 //! summary line       index revision, ready, counts
 //! SOURCES            name, location, revision, synced, objects; extra fields and errors below
 //! RESOURCES          kind, name, Accepted, ResolvedRefs, file:line, what is wrong
+//! CANARIES           name, phase, canary weight, failed checks, version under analysis,
+//!                    message; each metric's last value and verdict and the last event below
 //! WORKLOADS          name, service account, addresses, inbound port, ready, labels
 //! PROXIES            each watch of a connected proxy: version sent, acked, last NACK
 //! ```
@@ -25,6 +27,7 @@ pub fn render(status: &Value) -> String {
     for (title, table) in [
         ("SOURCES", sources(status)),
         ("RESOURCES", resources(status)),
+        ("CANARIES", canaries(status)),
         ("WORKLOADS", workloads(status)),
         ("PROXIES", proxies(status)),
     ] {
@@ -116,6 +119,72 @@ fn resources(status: &Value) -> Table {
         ]);
     }
     table
+}
+
+fn canaries(status: &Value) -> Table {
+    let mut table = Table::new(&[
+        "NAMESPACE/NAME",
+        "PHASE",
+        "WEIGHT",
+        "FAILED CHECKS",
+        "TARGET",
+        "MESSAGE",
+    ]);
+    for canary in items(status, "canaries") {
+        let empty = Map::new();
+        let s = canary
+            .get("status")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let weight = match s.get("canaryWeight") {
+            Some(w) if !w.is_null() => format!("{}%", scalar(Some(w))),
+            _ => EMPTY.to_owned(),
+        };
+        table.row(vec![
+            namespaced(canary),
+            scalar(s.get("phase")),
+            weight,
+            scalar(s.get("failedChecks")),
+            scalar(s.get("target")),
+            scalar(s.get("message")),
+        ]);
+        for metric in s.get("metrics").map(list).unwrap_or_default() {
+            table.note(metric_line(metric));
+        }
+        if let Some(event) = canary
+            .get("events")
+            .and_then(Value::as_array)
+            .and_then(|e| e.last())
+        {
+            table.note(format!(
+                "last event: {}: {}",
+                scalar(event.get("reason")),
+                scalar(event.get("message"))
+            ));
+        }
+    }
+    table
+}
+
+/// `request-success-rate 99.2 (min 99): Pass`, with the message of a metric without data.
+fn metric_line(metric: &Value) -> String {
+    let range = metric.get("thresholdRange");
+    let bound = |b: &str| range.and_then(|r| r.get(b)).filter(|v| !v.is_null());
+    let bounds: Vec<String> = [("min", bound("min")), ("max", bound("max"))]
+        .into_iter()
+        .filter_map(|(name, v)| v.map(|v| format!("{name} {}", scalar(Some(v)))))
+        .collect();
+    let mut line = format!(
+        "{} {} ({}): {}",
+        scalar(metric.get("name")),
+        scalar(metric.get("value")),
+        bounds.join(", "),
+        scalar(metric.get("verdict"))
+    );
+    if let Some(message) = metric.get("message").and_then(Value::as_str) {
+        line.push_str(&format!(" - {message}"));
+    }
+    line
 }
 
 /// `Reason: message` of the first condition that is not `True`; empty when all are.

@@ -122,6 +122,9 @@ RESOURCES
   HTTPRouteGroup  shop/web-routes   True      -             access.yaml:12
   TrafficTarget   shop/to-web       True      True          access.yaml:20
 
+CANARIES
+  (none)
+
 WORKLOADS
   NAMESPACE/NAME  SERVICE ACCOUNT  ADDRESSES  INBOUND PORT  READY  LABELS
   shop/web-1      web              10.0.0.7   4143          yes    app=web,version=v1
@@ -156,6 +159,42 @@ fn a_resource_row_names_its_file_line_and_what_is_wrong() {
 }
 
 #[test]
+fn a_canary_shows_its_phase_weight_metrics_and_last_event() {
+    let status = json!({
+        "canaries": [{
+            "namespace": "shop",
+            "name": "api",
+            "status": {
+                "phase": "Progressing",
+                "canaryWeight": 40,
+                "failedChecks": 1,
+                "target": "v3",
+                "message": "check failed (1 of 3 allowed): request-success-rate: 97.5 < min 99",
+                "metrics": [
+                    {"name": "request-success-rate", "value": 97.5,
+                     "thresholdRange": {"min": 99.0}, "verdict": "Fail"},
+                    {"name": "request-duration", "thresholdRange": {"max": 500.0},
+                     "verdict": "NoData", "message": "no requests to shop/api-v3 in the last 1s"},
+                ],
+            },
+            "events": [{"time": "2026-11-22T10:00:00Z", "reason": "CheckFailed",
+                        "message": "check failed (1 of 3 allowed)"}],
+        }],
+    });
+    let text = table(&status);
+    let section = text.split("CANARIES\n").nth(1).unwrap();
+    let section: String = section.split("\n\n").next().unwrap().to_owned();
+    assert_eq!(
+        section,
+        "  NAMESPACE/NAME  PHASE        WEIGHT  FAILED CHECKS  TARGET  MESSAGE
+  shop/api        Progressing  40%     1              v3      check failed (1 of 3 allowed): request-success-rate: 97.5 < min 99
+    request-success-rate 97.5 (min 99.0): Fail
+    request-duration - (max 500.0): NoData - no requests to shop/api-v3 in the last 1s
+    last event: CheckFailed: check failed (1 of 3 allowed)"
+    );
+}
+
+#[test]
 fn empty_sections_say_none() {
     let status = json!({
         "revision": 0,
@@ -178,6 +217,9 @@ SOURCES
     error: mesh: no such directory
 
 RESOURCES
+  (none)
+
+CANARIES
   (none)
 
 WORKLOADS
