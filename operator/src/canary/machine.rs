@@ -363,11 +363,21 @@ pub fn advance(spec: &Spec, state: &State, seen: &Observations) -> (State, Vec<D
                 out.push(weights(&next));
             }
         }
-        Steps::Iterations(_) => {
+        Steps::Iterations(n) => {
             if !at_start {
                 next.iterations += 1;
+                out.push(Decision::Event {
+                    reason: "Advanced",
+                    message: format!("checks passed: iteration {} of {n}", next.iterations),
+                });
             }
         }
+    }
+    if next.canary_weight != state.canary_weight {
+        out.push(Decision::Event {
+            reason: "Advanced",
+            message: format!("checks passed: canary weight {} %", next.canary_weight),
+        });
     }
     (next, out)
 }
