@@ -429,13 +429,16 @@ fn conflict(snapshot: &Snapshot, key: &ObjKey, canary: &Canary) -> Option<String
         })
 }
 
+/// Now, in whole seconds: a `metav1.Time` is saved (canaries.json) and shown at that
+/// precision, and a restored run must carry the very times it had (its split's
+/// creationTimestamp decides which split without matches is in force).
 fn now() -> Time {
-    let millis = SystemTime::now()
+    let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-        .as_millis();
+        .as_secs();
     Time(
-        k8s_openapi::jiff::Timestamp::from_millisecond(millis as i64)
+        k8s_openapi::jiff::Timestamp::from_second(secs as i64)
             .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
     )
 }
