@@ -378,18 +378,11 @@ async fn a_split_of_the_canarys_name_in_git_is_a_conflict_and_nothing_is_publish
     assert_ne!(mesh.view().status.conditions[0].reason, "Conflicted");
 }
 
-// Fails (index bug met through the controller). Seen: once the Git commit adds
-// TrafficSplit shop/web while the Canary's split is published, the index holds Git's
-// version (90/10, origin git) and the Canary is Conflicted; the next tick publishes the
-// `canary` source without the split, and `Update::Source` deletes every object the source
-// held before and no longer holds, by id, whoever holds it now: TrafficSplit shop/web is
-// gone from the index altogether (no split for `web`). The tick after, with no conflict
-// left, the controller publishes its own split again (origin canary) and the run goes on,
-// Ready, while Git still holds the split: Git's version is lost until the next Git sync,
-// which takes it over again. The fix belongs to the index writer (a source should not
-// delete an object another source now holds), not to controller.rs.
+// A split committed to Git under the generated name mid-run is Git's from then on: the
+// controller stops publishing its own, and its next publish (without the split) does not
+// delete the object Git now holds (the index writer only deletes what no other source
+// holds).
 #[tokio::test]
-#[ignore = "bug: a Git split added mid-run is deleted by the canary source's next publish (index writer)"]
 async fn a_split_of_the_canarys_name_committed_to_git_mid_run_stays_in_force() {
     let mut mesh = Mesh::start(&mk_canary("    stepWeight: 50\n")).await;
     mesh.tick().await;

@@ -185,8 +185,10 @@ impl Controller {
             }
             changed = true;
         }
+        // Publishing is cheap when nothing changed (the index is only updated when the set
+        // of splits or a weight differs), and a conflict that went away is noticed at once.
+        self.publish(&snapshot);
         if changed {
-            self.publish(&snapshot);
             self.save();
         }
         self.refresh_views(&canaries);
@@ -325,9 +327,14 @@ impl Controller {
                 continue;
             }
             let ts = split::generated(canary, run.state.canary_weight, &run.created);
+            // Everything the generated split is made of: a changed backend in Git
+            // republishes it even when the weight stays.
             names.push(format!(
-                "{key}:{}:{}",
+                "{key}:{}:{}:{}:{}:{}",
                 split::split_name(canary),
+                canary.spec.service,
+                canary.spec.stable,
+                canary.spec.canary,
                 run.state.canary_weight
             ));
             objects.push(SourceObject::Resource(

@@ -129,9 +129,20 @@ impl Writer {
         match update {
             Update::Source { name, objects } => {
                 let ids: HashSet<ObjectId> = objects.iter().map(SourceObject::id).collect();
-                let before = self.sources.insert(name, ids.clone()).unwrap_or_default();
+                let before = self
+                    .sources
+                    .insert(name.clone(), ids.clone())
+                    .unwrap_or_default();
                 for gone in before.difference(&ids) {
-                    self.delete(gone.clone());
+                    // An object another source holds now (a split committed to Git under
+                    // the name a Canary generated) stays: it is that source's now.
+                    let held_elsewhere = self
+                        .sources
+                        .iter()
+                        .any(|(other, held)| *other != name && held.contains(gone));
+                    if !held_elsewhere {
+                        self.delete(gone.clone());
+                    }
                 }
                 for object in objects {
                     self.put(object);
