@@ -33,7 +33,21 @@ fn the_demo_shows_every_step_take_effect_and_exits_0() {
         "ok     GET /healthz allowed by the new TrafficTarget: 200 x 200",
         "shop/split.yaml:11: TrafficSplit shop/api-rollout: spec.backends[0].weight",
         "ok     broken commit refused; traffic stays on the last good commit (0/100): 200 x 200 (v2 100%)",
-        "7 of 7 checks held",
+        // The Canary: each step printed as the controller takes it, v3 promoted,
+        // finalized once committed as the stable, v4 rolled back.
+        "canary api: Started: canary target v3",
+        "canary api: 25 % on v3",
+        "canary api: 50 % on v3 (checks passed: success rate 100.0 %, p99 ",
+        "canary api: 100 % on v3 (checks passed: ",
+        "ok     Canary promotes v3 step by step (0, 25, 50, 75, 100 %), then every request on v3: Succeeded in ",
+        "weights 0, 25, 50, 75, 100; then 200 x 200 (v3 100%)",
+        "canary api: Finalized: ",
+        "ok     v3 committed as the new stable: traffic back on api-primary (canary weight 0), every request on v3: Finalized in ",
+        "canary api: CheckFailed: check failed (1 of 2 allowed): request-success-rate",
+        "canary api: RolledBack: 2 failed checks: request-success-rate",
+        "ok     Canary v4 (20 % errors) rolled back after 2 failed checks, every request on v3 again: Failed after 2 failed checks in ",
+        "\"2 failed checks: request-success-rate: ",
+        "10 of 10 checks held",
         "Where to look next",
     ] {
         assert!(stdout.contains(shown), "missing {shown:?} in:\n{stdout}");
@@ -47,9 +61,18 @@ fn the_demo_shows_every_step_take_effect_and_exits_0() {
     if let Ok(log) = log {
         let subjects = String::from_utf8_lossy(&log.stdout);
         assert!(subjects.contains("api: broken weights"), "{subjects}");
+        assert!(subjects.contains("api: canary v4"), "{subjects}");
         assert!(subjects.contains("Import gitops-examples/"), "{subjects}");
     }
-    for name in ["operator", "web", "web-proxy", "api-v1-proxy", "api-v2"] {
+    for name in [
+        "operator",
+        "web",
+        "web-proxy",
+        "api-v1-proxy",
+        "api-v2",
+        "api-v3",
+        "api-v4-proxy",
+    ] {
         assert!(
             dir.path().join(format!("logs/{name}.log")).is_file(),
             "{name}"
@@ -63,7 +86,9 @@ fn keep_running_leaves_the_mesh_up_to_explore_until_interrupted() {
     let mut child = demo()
         .arg("--dir")
         .arg(dir.path())
-        .args(["--keep-running", "--requests", "20"])
+        // 100 requests per check: with 20, the 90/10 and 50/50 checks failed by chance
+        // about one run in four (no v2 answer in 20 at 10 %: 12 %).
+        .args(["--keep-running", "--requests", "100"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -106,7 +131,8 @@ fn keep_running_leaves_the_mesh_up_to_explore_until_interrupted() {
         ))
         .unwrap();
     assert_eq!(reply.status, 200, "{reply}");
-    assert!(reply.text().contains("\"version\":\"v2\""), "{reply}");
+    // The story ends with v4 rolled back: api's traffic is on v3, the last promoted.
+    assert!(reply.text().contains("\"version\":\"v3\""), "{reply}");
 
     // Ctrl-C stops everything and the demo exits 0.
     Command::new("kill")
@@ -114,5 +140,6 @@ fn keep_running_leaves_the_mesh_up_to_explore_until_interrupted() {
         .status()
         .unwrap();
     let status = child.wait().unwrap();
-    assert!(status.success(), "{status}");
+    lines.extend(rx.try_iter());
+    assert!(status.success(), "{status}:\n{}", lines.join("\n"));
 }

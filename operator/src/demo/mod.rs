@@ -5,13 +5,17 @@
 //!                                                    ^ Discovery, Identity, Registry
 //!      web (demo-app) -> trellis-proxy ==mTLS==> trellis-proxy -> api-v1 (demo-app)
 //!                                       ==mTLS==> trellis-proxy -> api-v2 (demo-app)
+//!                                       ==mTLS==> trellis-proxy -> api-v3 (demo-app)
+//!                                       ==mTLS==> trellis-proxy -> api-v4 (demo-app, 20 % 500s)
 //! the demo: load through web, then commits (weights, a TrafficTarget, a broken
-//! manifest), each checked by the traffic it changes
+//! manifest, then a Canary promoting v3 and rolling v4 back), each checked by the
+//! traffic it changes
 //! ```
 //!
 //! Every step states what should happen and checks it on real traffic; the demo exits
 //! non-zero when a check fails, so it doubles as a smoke test (CI runs it).
 
+mod canary;
 mod http;
 mod processes;
 mod repo;
@@ -65,11 +69,55 @@ pub struct Mesh {
     started: Instant,
 }
 
-/// The apps of `gitops-examples/shop`.
-const APPS: &[(&str, &str, &str, &[&str])] = &[
-    ("api-v1", "v1", "api", &["app=api", "version=v1"]),
-    ("api-v2", "v2", "api", &["app=api", "version=v2"]),
-    ("web", "v1", "web", &["app=web"]),
+/// One app of `gitops-examples/shop` as the demo starts it.
+struct AppSpec {
+    name: &'static str,
+    version: &'static str,
+    service_account: &'static str,
+    labels: &'static [&'static str],
+    /// More `trellis demo-app` arguments (its behaviour).
+    args: &'static [&'static str],
+}
+
+/// The apps of `gitops-examples/shop`: web, the API versions the Git split moves between
+/// (v1, v2), and the ones the Canary runs: v3 healthy, v4 answering 20 % of requests
+/// with 500.
+const APPS: &[AppSpec] = &[
+    AppSpec {
+        name: "api-v1",
+        version: "v1",
+        service_account: "api",
+        labels: &["app=api", "version=v1"],
+        args: &[],
+    },
+    AppSpec {
+        name: "api-v2",
+        version: "v2",
+        service_account: "api",
+        labels: &["app=api", "version=v2"],
+        args: &[],
+    },
+    AppSpec {
+        name: "api-v3",
+        version: "v3",
+        service_account: "api",
+        labels: &["app=api", "version=v3"],
+        args: &[],
+    },
+    AppSpec {
+        name: "api-v4",
+        version: "v4",
+        service_account: "api",
+        labels: &["app=api", "version=v4"],
+        args: &["--error-rate", "0.2"],
+    },
+    AppSpec {
+        name: "web",
+        version: "v1",
+        service_account: "web",
+        labels: &["app=web"],
+        args: &[],
+    },
 ];
 
 /// How long a commit may take to be applied, and its effect to reach the proxies.
@@ -131,7 +179,14 @@ impl Mesh {
 
         let (tokens, _) = crate::identity::JoinTokens::load_or_create(&data)?;
         let mut apps = Vec::new();
-        for (name, version, sa, labels) in APPS {
+        for spec in APPS {
+            let AppSpec {
+                name,
+                version,
+                service_account: sa,
+                labels,
+                ..
+            } = spec;
             let token = dir.join(format!("{sa}.token"));
             std::fs::write(&token, tokens.token_for("shop", sa))?;
             let port = free_port()?;
@@ -164,7 +219,7 @@ impl Mesh {
                     "trellis-proxy listening ",
                 )
                 .await?;
-            let args: Vec<String> = vec![
+            let mut args: Vec<String> = vec![
                 "demo-app".into(),
                 "--name".into(),
                 (*name).into(),
@@ -175,6 +230,7 @@ impl Mesh {
                 "--proxy".into(),
                 proxy.get("outbound")?.to_string(),
             ];
+            args.extend(spec.args.iter().map(|a| (*a).to_owned()));
             let app = processes
                 .start(
                     name,
@@ -205,7 +261,7 @@ impl Mesh {
         mesh.wait_registered().await?;
         progress(
             started,
-            "web, api-v1 and api-v2 running, each with its own trellis-proxy (registered, certified by the operator's CA)",
+            "web and api-v1 to api-v4 running (api-v4 answers 20 % of requests with 500), each with its own trellis-proxy (registered, certified by the operator's CA)",
         );
         Ok(mesh)
     }

@@ -70,6 +70,11 @@ impl Repo {
         std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))
     }
 
+    pub fn remove(&self, file: &str) -> anyhow::Result<()> {
+        let path = self.path.join(file);
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
+    }
+
     pub fn read(&self, file: &str) -> anyhow::Result<String> {
         std::fs::read_to_string(self.path.join(file)).with_context(|| format!("reading {file}"))
     }

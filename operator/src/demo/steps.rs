@@ -17,7 +17,7 @@ pub struct Check {
     pub denied: usize,
 }
 
-const SPLIT_FILE: &str = "shop/split.yaml";
+pub(super) const SPLIT_FILE: &str = "shop/split.yaml";
 
 fn split(v1: u32, v2: u32) -> String {
     format!(
@@ -67,7 +67,7 @@ fn all_status(status: u16) -> impl Fn(&Tally) -> Result<(), String> {
     }
 }
 
-fn all_on(version: &'static str) -> impl Fn(&Tally) -> Result<(), String> {
+pub(super) fn all_on(version: &'static str) -> impl Fn(&Tally) -> Result<(), String> {
     move |t| {
         all_ok(t)?;
         if t.version(version) == t.ok() {
@@ -225,10 +225,12 @@ impl Mesh {
             "commit {}: fixed; applied again",
             &commit.to_string()[..12]
         ));
+
+        self.canary_story(&mut checks).await?;
         Ok(checks)
     }
 
-    async fn step(
+    pub(super) async fn step(
         &self,
         title: &str,
         method: &str,
