@@ -1,7 +1,7 @@
 //! The canary controller: the adapter around the pure [`machine`](super::machine).
 //!
 //! ```text
-//! every 250 ms: index snapshot -> Canaries (valid ones, last good version in force)
+//! every 250 ms and at every index change: index snapshot -> Canaries (valid ones, last good version in force)
 //!   for each Canary whose analysis interval is due (the first tick at once):
 //!     observe: version on the canary and stable backends (observe.rs)
 //!     plan -> call the webhooks it names (hooks.rs), measure the metrics (metrics/)
@@ -140,11 +140,23 @@ impl Controller {
         self.publish(&snapshot);
     }
 
+    /// Ticks every [`GRANULARITY`] and at every index change, so that a Canary committed
+    /// to Git gets its split within the same moment (not up to a tick later), for example
+    /// when the same commit removes the Git split it replaces.
     pub async fn run(mut self) {
         let mut ticker = tokio::time::interval(GRANULARITY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut changes = self.index.watch();
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    changes.borrow_and_update();
+                }
+            }
             self.tick().await;
         }
     }
