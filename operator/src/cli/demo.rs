@@ -10,11 +10,12 @@ use crate::demo::{self, Check, Mesh, Settings};
 /// Run the whole mesh on this machine, driven by Git commits, in about a minute.
 ///
 /// Creates a Git repository from gitops-examples/ (a web front end calling an API split
-/// between v1 and v2), starts `trellis operator --local --git` on it, starts web, api-v1
-/// and api-v2 (`trellis demo-app`) each behind its own `trellis-proxy`, sends traffic,
-/// then commits changes and shows each take effect on real requests: shifting the split's
-/// weights, adding a TrafficTarget, pushing a broken manifest (refused, the last good
-/// commit stays in force). Exits 0 when every check held.
+/// between v1 and v2), starts `trellis operator --local --git` on it, starts web and
+/// api-v1 to api-v4 (`trellis demo-app`) each behind its own `trellis-proxy`, sends
+/// traffic, then commits changes and shows each take effect on real requests: shifting the
+/// split's weights, adding a TrafficTarget, pushing a broken manifest (refused, the last
+/// good commit stays in force), then a Canary promoting v3 on live metrics and rolling
+/// back v4, which answers 20 % errors. Exits 0 when every check held.
 ///
 /// Examples:
 ///   trellis demo                      # run the story, print a summary, clean up
@@ -142,8 +143,11 @@ fn summary(mesh: &Mesh, checks: &[Check]) -> bool {
     println!(
         "  trellis demo --keep-running     leave the mesh up, commit to its repo, watch it change"
     );
-    println!("  trellis status --admin URL      resources, conditions, workloads and proxies");
+    println!(
+        "  trellis status --admin URL      resources, conditions, canaries, workloads and proxies"
+    );
     println!("  docs/demo.md, docs/gitops.md    what the demo did, and the Git source in depth");
+    println!("  docs/canary.md                  canaries: the GitOps flow, metrics, webhooks");
     failed.is_empty()
 }
 
