@@ -62,6 +62,7 @@ fn printed_crds_are_valid_yaml_documents_one_per_kind() {
             "udproutes.specs.smi-spec.io",
             "meshconfigs.trellis.dev",
             "trafficpolicies.trellis.dev",
+            "canaries.trellis.dev",
         ]
     );
 }
