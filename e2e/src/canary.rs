@@ -345,3 +345,21 @@ impl Scenario {
         Ok(samples)
     }
 }
+
+/// Each stretch at one weight saw the canary app serve that share of the requests, within
+/// 15 points (stretches under 60 requests are too short to judge). Prints every stretch.
+pub fn assert_traffic_follows(samples: &[Sample]) {
+    for segment in segments(samples, Duration::from_millis(200)) {
+        eprintln!("{segment:?}");
+        let total = segment.stable_served + segment.canary_served;
+        if total < 60 {
+            continue;
+        }
+        let share = segment.canary_share();
+        assert!(
+            (share - segment.weight as f64).abs() <= 15.0,
+            "at weight {} the canary app served {share:.1} % of {total} requests: {segment:?}",
+            segment.weight
+        );
+    }
+}

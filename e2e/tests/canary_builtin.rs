@@ -10,27 +10,9 @@
 
 use std::time::Duration;
 
-use trellis_e2e::canary::{Scenario, canary_manifest, segments, weights};
+use trellis_e2e::canary::{Scenario, assert_traffic_follows, canary_manifest, segments, weights};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(40);
-
-/// Each stretch at one weight must see the canary app serve that share of the requests,
-/// within 15 points (a few hundred requests per stretch).
-fn assert_traffic_follows(samples: &[trellis_e2e::canary::Sample]) {
-    for segment in segments(samples, Duration::from_millis(200)) {
-        eprintln!("{segment:?}");
-        let total = segment.stable_served + segment.canary_served;
-        if total < 60 {
-            continue; // too short a stretch to judge
-        }
-        let share = segment.canary_share();
-        assert!(
-            (share - segment.weight as f64).abs() <= 15.0,
-            "at weight {} the canary app served {share:.1} % of {total} requests: {segment:?}",
-            segment.weight
-        );
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_canary_is_promoted_step_by_step() {

@@ -10,7 +10,9 @@
 
 use std::time::Duration;
 
-use trellis_e2e::canary::{Sample, Scenario, canary_manifest, canary_of, segments, weights};
+use trellis_e2e::canary::{
+    Scenario, assert_traffic_follows, canary_manifest, canary_of, segments, weights,
+};
 use trellis_e2e::prometheus::Prometheus;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -38,22 +40,6 @@ async fn scraped(scenario: &Scenario) -> Option<Prometheus> {
         )
         .await;
     Some(prometheus)
-}
-
-fn assert_traffic_follows(samples: &[Sample]) {
-    for segment in segments(samples, Duration::from_millis(200)) {
-        eprintln!("{segment:?}");
-        let total = segment.stable_served + segment.canary_served;
-        if total < 60 {
-            continue;
-        }
-        let share = segment.canary_share();
-        assert!(
-            (share - segment.weight as f64).abs() <= 15.0,
-            "at weight {} the canary app served {share:.1} % of {total} requests: {segment:?}",
-            segment.weight
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
