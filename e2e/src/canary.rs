@@ -81,6 +81,21 @@ pub struct Sample {
     pub canary_served: u64,
 }
 
+impl Sample {
+    /// A sample of the Canary `view` (its `/status` entry) and the apps' request counts.
+    pub fn of(view: &Value, stable_served: u64, canary_served: u64) -> Sample {
+        let s = &view["status"];
+        Sample {
+            at: Instant::now(),
+            phase: s["phase"].as_str().unwrap_or_default().to_owned(),
+            weight: s["canaryWeight"].as_u64().unwrap_or_default(),
+            failed_checks: s["failedChecks"].as_u64().unwrap_or_default(),
+            stable_served,
+            canary_served,
+        }
+    }
+}
+
 /// What happened at one weight.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Segment {
@@ -137,15 +152,7 @@ pub async fn watch(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let s = &view["status"];
-        let sample = Sample {
-            at: Instant::now(),
-            phase: s["phase"].as_str().unwrap_or_default().to_owned(),
-            weight: s["canaryWeight"].as_u64().unwrap_or_default(),
-            failed_checks: s["failedChecks"].as_u64().unwrap_or_default(),
-            stable_served: stable.requests,
-            canary_served: canary_stats.requests,
-        };
+        let sample = Sample::of(view, stable.requests, canary_stats.requests);
         progressed |= sample.phase == "Progressing";
         let done = progressed && until.contains(&sample.phase.as_str());
         samples.push(sample);
@@ -325,24 +332,43 @@ impl Scenario {
         .await
     }
 
-    /// Watches `more` longer (after the run ended) and returns the samples.
-    pub async fn settle(&self, more: Duration) -> anyhow::Result<Vec<Sample>> {
+    /// Keeps sampling `more` (after the run ended), adding to `samples`; returns the last
+    /// stretch at one weight (see [`segments`]).
+    pub async fn settle(
+        &self,
+        samples: &mut Vec<Sample>,
+        more: Duration,
+    ) -> anyhow::Result<Segment> {
         let end = Instant::now() + more;
-        let mut samples = Vec::new();
         while Instant::now() < end {
             let status = self.mesh.operator.status().await?;
-            let s = &canary_of(&status, "shop", "api").expect("the Canary")["status"];
-            samples.push(Sample {
-                at: Instant::now(),
-                phase: s["phase"].as_str().unwrap_or_default().to_owned(),
-                weight: s["canaryWeight"].as_u64().unwrap_or_default(),
-                failed_checks: s["failedChecks"].as_u64().unwrap_or_default(),
-                stable_served: self.stable.app.stats().await?.requests,
-                canary_served: self.canary.app.stats().await?.requests,
-            });
+            let view = canary_of(&status, "shop", "api").expect("the Canary");
+            let stable = self.stable.app.stats().await?.requests;
+            let canary = self.canary.app.stats().await?.requests;
+            samples.push(Sample::of(view, stable, canary));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(samples)
+        Ok(segments(samples, Duration::from_millis(200))
+            .pop()
+            .expect("at least one sample"))
+    }
+
+    /// The Canary's `/status` entry.
+    pub async fn view(&self) -> anyhow::Result<Value> {
+        let status = self.mesh.operator.status().await?;
+        Ok(canary_of(&status, "shop", "api")
+            .expect("the Canary")
+            .clone())
+    }
+
+    /// The last check of the Canary's metric `name` (`status.metrics[]`).
+    pub async fn metric(&self, name: &str) -> anyhow::Result<Value> {
+        let view = self.view().await?;
+        Ok(view["status"]["metrics"]
+            .as_array()
+            .and_then(|all| all.iter().find(|m| m["name"] == name))
+            .unwrap_or_else(|| panic!("no metric {name} in {view:#}"))
+            .clone())
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use trellis_e2e::canary::{Scenario, assert_traffic_follows, canary_manifest, segments, weights};
+use trellis_e2e::canary::{Scenario, assert_traffic_follows, canary_manifest, weights};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(40);
 
@@ -27,30 +27,22 @@ async fn a_healthy_canary_is_promoted_step_by_step() {
     assert_eq!(last.phase, "Succeeded");
     assert_eq!(last.failed_checks, 0);
     assert_eq!(weights(&samples), vec![0, 20, 40, 60, 100]);
-    let after = scenario.settle(Duration::from_millis(1500)).await.unwrap();
     let mut all = samples;
-    all.extend(after);
+    let end = scenario
+        .settle(&mut all, Duration::from_millis(1500))
+        .await
+        .unwrap();
     assert_traffic_follows(&all);
-    let end = segments(&all, Duration::from_millis(200)).pop().unwrap();
     assert_eq!(end.weight, 100);
     assert_eq!(
         end.stable_served, 0,
         "after promotion v1 serves nothing: {end:?}"
     );
 
-    let status = scenario.mesh.operator.status().await.unwrap();
-    let canary = trellis_e2e::canary::canary_of(&status, "shop", "api").unwrap();
-    let metrics = canary["status"]["metrics"].as_array().unwrap();
-    let rate = metrics
-        .iter()
-        .find(|m| m["name"] == "request-success-rate")
-        .unwrap();
+    let rate = scenario.metric("request-success-rate").await.unwrap();
     assert_eq!(rate["verdict"], "Pass", "{rate}");
     assert_eq!(rate["value"], 100.0, "{rate}");
-    let p99 = metrics
-        .iter()
-        .find(|m| m["name"] == "request-duration")
-        .unwrap();
+    let p99 = scenario.metric("request-duration").await.unwrap();
     assert_eq!(p99["verdict"], "Pass", "{p99}");
 }
 
@@ -72,19 +64,19 @@ async fn a_canary_answering_10_percent_errors_rolls_back_after_3_failed_checks()
         "a failing canary never gets far: {:?}",
         weights(&samples)
     );
-    let after = scenario.settle(Duration::from_millis(1500)).await.unwrap();
     let mut all = samples;
-    all.extend(after);
+    let end = scenario
+        .settle(&mut all, Duration::from_millis(1500))
+        .await
+        .unwrap();
     assert_traffic_follows(&all);
-    let end = segments(&all, Duration::from_millis(200)).pop().unwrap();
     assert_eq!(end.weight, 0);
     assert_eq!(
         end.canary_served, 0,
         "after the rollback v2 serves nothing: {end:?}"
     );
 
-    let status = scenario.mesh.operator.status().await.unwrap();
-    let canary = trellis_e2e::canary::canary_of(&status, "shop", "api").unwrap();
+    let canary = scenario.view().await.unwrap();
     let message = canary["status"]["message"].as_str().unwrap();
     assert!(
         message.contains("request-success-rate"),

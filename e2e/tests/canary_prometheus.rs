@@ -10,9 +10,7 @@
 
 use std::time::Duration;
 
-use trellis_e2e::canary::{
-    Scenario, assert_traffic_follows, canary_manifest, canary_of, segments, weights,
-};
+use trellis_e2e::canary::{Scenario, assert_traffic_follows, canary_manifest, weights};
 use trellis_e2e::prometheus::Prometheus;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -61,18 +59,13 @@ async fn a_healthy_canary_is_promoted_on_prometheus_metrics() {
     assert_eq!(last.phase, "Succeeded", "{}", prometheus.log());
     assert_eq!(weights(&samples), vec![0, 20, 40, 60, 100]);
     let mut all = samples;
-    all.extend(scenario.settle(Duration::from_millis(1500)).await.unwrap());
+    scenario
+        .settle(&mut all, Duration::from_millis(1500))
+        .await
+        .unwrap();
     assert_traffic_follows(&all);
 
-    let status = scenario.mesh.operator.status().await.unwrap();
-    let metrics = canary_of(&status, "shop", "api").unwrap()["status"]["metrics"]
-        .as_array()
-        .unwrap()
-        .clone();
-    let rate = metrics
-        .iter()
-        .find(|m| m["name"] == "request-success-rate")
-        .unwrap();
+    let rate = scenario.metric("request-success-rate").await.unwrap();
     assert_eq!(rate["verdict"], "Pass", "{rate}");
     assert_eq!(rate["value"], 100.0, "{rate}");
 }
@@ -97,23 +90,17 @@ async fn a_canary_answering_10_percent_errors_rolls_back_on_prometheus_metrics()
     assert_eq!(last.failed_checks, 3);
     assert_eq!(last.weight, 0);
     let mut all = samples;
-    all.extend(scenario.settle(Duration::from_millis(1500)).await.unwrap());
+    let end = scenario
+        .settle(&mut all, Duration::from_millis(1500))
+        .await
+        .unwrap();
     assert_traffic_follows(&all);
-    let end = segments(&all, Duration::from_millis(200)).pop().unwrap();
     assert_eq!(
         end.canary_served, 0,
         "after the rollback v2 serves nothing: {end:?}"
     );
 
-    let status = scenario.mesh.operator.status().await.unwrap();
-    let view = canary_of(&status, "shop", "api").unwrap();
-    let rate = view["status"]["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "request-success-rate")
-        .unwrap()
-        .clone();
+    let rate = scenario.metric("request-success-rate").await.unwrap();
     assert_eq!(rate["verdict"], "Fail", "{rate}");
     let value = rate["value"].as_f64().unwrap();
     assert!((70.0..99.0).contains(&value), "about 90 % succeed: {rate}");
