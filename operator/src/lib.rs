@@ -8,7 +8,9 @@
 
 pub mod admin;
 pub mod canary;
+pub mod chart;
 pub mod cli;
+pub mod cluster;
 pub mod compile;
 pub mod demo;
 pub mod demo_app;
@@ -16,6 +18,7 @@ pub mod discovery;
 pub mod grpc;
 pub mod identity;
 pub mod index;
+pub mod inject;
 pub mod lint;
 pub mod local;
 pub mod manifest;
@@ -23,3 +26,4 @@ pub mod metrics;
 pub mod registry;
 pub mod source;
 pub mod status_view;
+pub mod webhook;

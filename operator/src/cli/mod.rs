@@ -4,10 +4,12 @@ mod crds;
 mod demo;
 mod demo_app;
 mod identity;
+mod inject;
 mod join_token;
 mod operator;
 mod status;
 mod validate;
+mod values_schema;
 
 use std::process::ExitCode;
 
@@ -63,6 +65,9 @@ enum Command {
     /// A small HTTP app for demos and tests: a version string, latency and errors on
     /// demand, and /call to call another service through its proxy.
     DemoApp(demo_app::Args),
+    Inject(inject::Args),
+    /// Print or check the Helm chart's values.schema.json (generated from the Rust types).
+    ValuesSchema(values_schema::Args),
 }
 
 /// Exit codes shared by every subcommand.
@@ -86,6 +91,8 @@ pub fn run() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Demo(args) => demo::run(args),
         Command::DemoApp(args) => demo_app::run(args),
+        Command::Inject(args) => inject::run(args),
+        Command::ValuesSchema(args) => values_schema::run(args),
     };
     ExitCode::from(code)
 }

@@ -1,0 +1,1 @@
+//! The Helm chart's values (`charts/trellis/values.yaml`) as Rust types.

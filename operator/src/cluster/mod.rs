@@ -1,0 +1,2 @@
+//! Kubernetes mode (`trellis operator --kube`): the adapter between the API server and the
+//! pure core (index, compile, conditions).

@@ -1,0 +1,1 @@
+//! Admission webhooks served by the operator in Kubernetes mode.
