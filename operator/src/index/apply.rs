@@ -39,8 +39,9 @@ pub enum Update {
     /// A workload (Pod, registered proxy) added or changed.
     Workload(Workload),
     RemoveWorkload(ObjKey),
-    /// A Service's endpoints as an EndpointSlice states them (Kubernetes mode); `None`
-    /// removes them.
+    /// A Service's endpoints as its EndpointSlices state them (Kubernetes mode); `None`
+    /// removes them. With [`Options::endpoints_from_workloads`] they count only while the
+    /// Service has no selector.
     Endpoints(ObjKey, Option<EndpointSet>),
 }
 
@@ -98,7 +99,8 @@ pub fn resource_ref(resource: &Resource) -> ResourceRef {
 pub struct Options {
     /// Derive each Service's endpoints from the workloads its selector matches (local
     /// mode, as the EndpointSlice controller does); otherwise endpoints come from
-    /// [`Update::Endpoints`].
+    /// [`Update::Endpoints`]. Kubernetes mode derives them too (Pods are the workloads)
+    /// and takes [`Update::Endpoints`] for Services without a selector only.
     pub endpoints_from_workloads: bool,
 }
 
@@ -109,6 +111,9 @@ pub(super) struct Writer {
     sources: HashMap<String, HashSet<ObjectId>>,
     changed: HashSet<Key>,
     dirty_services: HashSet<ObjKey>,
+    /// Endpoints from EndpointSlices ([`Update::Endpoints`]) when endpoints are derived
+    /// from workloads: in force for Services without a selector.
+    sliced: HashMap<ObjKey, EndpointSet>,
     /// A status changed (nothing compiled reads statuses, so no key names it).
     statuses_changed: bool,
 }
@@ -121,6 +126,7 @@ impl Writer {
             sources: HashMap::new(),
             changed: HashSet::new(),
             dirty_services: HashSet::new(),
+            sliced: HashMap::new(),
             statuses_changed: false,
         }
     }
@@ -152,6 +158,15 @@ impl Writer {
             Update::Delete(id) => self.delete(id),
             Update::Workload(w) => self.put_workload(w),
             Update::RemoveWorkload(key) => self.remove_workload(&key),
+            Update::Endpoints(key, set) if self.options.endpoints_from_workloads => {
+                // Kept aside: they are the Service's endpoints only while it has no
+                // selector (a selector's endpoints are derived from the workloads).
+                match set {
+                    Some(set) => self.sliced.insert(key.clone(), set),
+                    None => self.sliced.remove(&key),
+                };
+                self.dirty_services.insert(key);
+            }
             Update::Endpoints(key, set) => {
                 let changed = match set {
                     Some(set) => put(&mut self.snapshot.endpoints, key.clone(), set),
@@ -168,18 +183,18 @@ impl Writer {
     /// since the last call. The revision moves when anything changed, statuses included.
     pub fn finish(&mut self) -> Vec<Key> {
         for key in std::mem::take(&mut self.dirty_services) {
-            let derived = self
-                .snapshot
-                .services
-                .get(&key)
-                .and_then(|s| s.selector.as_ref().map(|_| s.clone()))
-                .map(|service| {
+            let derived = match self.snapshot.services.get(&key).cloned() {
+                Some(service) if service.selector.is_some() => {
                     let workloads = names(&self.snapshot.workloads_by_ns, &key.namespace)
                         .filter_map(|n| {
                             self.snapshot.workloads.get(&ObjKey::new(&key.namespace, n))
                         });
-                    derive(&service, workloads.map(|w| &**w))
-                });
+                    Some(derive(&service, workloads.map(|w| &**w)))
+                }
+                // Without a selector, endpoints are what its EndpointSlices say.
+                Some(_) => self.sliced.get(&key).cloned(),
+                None => None,
+            };
             let changed = match derived {
                 Some(set) => put(&mut self.snapshot.endpoints, key.clone(), set),
                 None => take(&mut self.snapshot.endpoints, &key).is_some(),

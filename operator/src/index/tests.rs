@@ -312,3 +312,49 @@ fn without_a_mesh_config_the_defaults_hold() {
     assert_eq!(mesh.certificates.workload_lifetime, "24h");
     assert!(!mesh.permissive);
 }
+
+#[test]
+fn endpoint_slices_give_the_endpoints_of_services_without_a_selector_only() {
+    let mut w = local();
+    let mut external = mk_service("shop", "db", "db");
+    external.selector = None;
+    w.apply(Update::Apply(SourceObject::Service(external)));
+    w.apply(Update::Apply(SourceObject::Service(mk_service(
+        "shop", "web", "web",
+    ))));
+    w.apply(Update::Workload(mk_workload(
+        "shop", "web-1", "web", "10.0.0.1",
+    )));
+    let sliced = |ip: &str| EndpointSet {
+        endpoints: vec![Endpoint {
+            ip: ip.parse().unwrap(),
+            ports: Arc::new(BTreeMap::from([("http".to_owned(), 5432)])),
+            ready: true,
+            service_account: None,
+            workload: None,
+            labels: Arc::default(),
+        }],
+    };
+    w.apply(Update::Endpoints(
+        ObjKey::new("shop", "db"),
+        Some(sliced("10.9.0.1")),
+    ));
+    w.apply(Update::Endpoints(
+        ObjKey::new("shop", "web"),
+        Some(sliced("10.9.0.2")),
+    ));
+    w.finish();
+    let ips = |w: &Writer, name: &str| -> Vec<String> {
+        let reader = w.snapshot.reader();
+        reader
+            .endpoints(&ObjKey::new("shop", name))
+            .map(|s| s.endpoints.iter().map(|e| e.ip.to_string()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(ips(&w, "db"), ["10.9.0.1"], "the slice's endpoints");
+    assert_eq!(ips(&w, "web"), ["10.0.0.1"], "the selector's workloads win");
+
+    w.apply(Update::Endpoints(ObjKey::new("shop", "db"), None));
+    w.finish();
+    assert!(ips(&w, "db").is_empty(), "the slices are gone");
+}
