@@ -1,1 +1,3 @@
 //! Admission webhooks served by the operator in Kubernetes mode.
+
+pub mod convert;
