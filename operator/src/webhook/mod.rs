@@ -1,3 +1,4 @@
 //! Admission webhooks served by the operator in Kubernetes mode.
 
 pub mod convert;
+pub mod validate;
