@@ -54,7 +54,7 @@ fn the_example_repo_is_clean() {
     assert_eq!(stdout(&out), "");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        stderr(&out).starts_with("0 errors, 0 warnings in 6 files (8 resources checked"),
+        stderr(&out).starts_with("0 errors, 0 warnings in 17 files (14 resources checked"),
         "{}",
         stderr(&out)
     );

@@ -1,0 +1,674 @@
+//! The ArgoCD side of Kubernetes mode, checked without a cluster:
+//!
+//! ```text
+//! gitops-examples/argocd/health/<group>_<Kind>/health.lua --run like ArgoCD--> {status, message}
+//!      |                                                     == e2e/tests/argocd_health/<Kind>/health_test.yaml
+//!      +--> gitops-examples/argocd/argocd-cm-health.yaml (the same text, one key per kind)
+//! gitops-examples/argocd/{root.yaml, apps/*.yaml} --> paths, waves and ignoreDifferences that exist
+//! ```
+//!
+//! Health checks run as ArgoCD runs them: Lua 5.1 (ArgoCD embeds gopher-lua, a Lua 5.1; here
+//! PUC Lua 5.1 through mlua), only the base, table, string and math libraries, the object as
+//! the global `obj` converted from its JSON the way ArgoCD converts it (objects and arrays
+//! become tables, arrays 1-based, nulls absent, numbers floats), and the returned table read
+//! as `{status, message}`. The fixtures mirror ArgoCD's own
+//! `resource_customizations/<group>/<Kind>/health_test.yaml` and `testdata/`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use trellis_e2e::workspace_root;
+
+/// Health statuses ArgoCD accepts from a health check.
+const STATUSES: [&str; 6] = [
+    "Healthy",
+    "Progressing",
+    "Degraded",
+    "Suspended",
+    "Missing",
+    "Unknown",
+];
+
+/// Set to regenerate `gitops-examples/argocd/argocd-cm-health.yaml` from the Lua files.
+const REGENERATE: &str = "TRELLIS_REGENERATE";
+
+const HEALTH_DIR: &str = "gitops-examples/argocd/health";
+const CM_SNIPPET: &str = "gitops-examples/argocd/argocd-cm-health.yaml";
+const FIXTURES: &str = "e2e/tests/argocd_health";
+
+// ---------------------------------------------------------------------------------------
+// Health checks against their fixtures
+
+#[test]
+fn every_health_check_gives_the_status_and_message_its_health_test_yaml_expects() {
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for check in health_checks() {
+        for case in cases(&check.kind) {
+            ran += 1;
+            let object = read_yaml(&case.input);
+            assert_eq!(
+                object["kind"].as_str(),
+                Some(check.kind.as_str()),
+                "{}: the fixture is not a {}",
+                case.input.display(),
+                check.kind
+            );
+            let group = object["apiVersion"]
+                .as_str()
+                .and_then(|v| v.split_once('/'))
+                .map(|(g, _)| g);
+            assert_eq!(
+                group,
+                Some(check.group.as_str()),
+                "{}: the fixture's group is not the check's",
+                case.input.display()
+            );
+            match run_health_check(&check.script, &object) {
+                Ok(got) if got == case.expected => {}
+                Ok(got) => failures.push(format!(
+                    "{}:\n  expected {} {:?}\n  got      {} {:?}",
+                    case.input.display(),
+                    case.expected.status,
+                    case.expected.message,
+                    got.status,
+                    got.message
+                )),
+                Err(e) => failures.push(format!("{}: {e}", case.input.display())),
+            }
+        }
+    }
+    assert!(ran > 0, "no fixtures under {FIXTURES}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn canary_and_the_smi_kinds_are_tested_healthy_progressing_and_degraded_and_canary_suspended() {
+    let checks = health_checks();
+    let kinds: BTreeSet<String> = checks.iter().map(|c| c.kind.clone()).collect();
+    let fixture_kinds: BTreeSet<String> = fs::read_dir(repo(FIXTURES))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        kinds, fixture_kinds,
+        "every health check has a fixture directory and every fixture directory a check"
+    );
+    let wanted = [
+        ("TrafficSplit", &["Healthy", "Progressing", "Degraded"][..]),
+        ("TrafficTarget", &["Healthy", "Progressing", "Degraded"]),
+        ("HTTPRouteGroup", &["Healthy", "Progressing", "Degraded"]),
+        ("TCPRoute", &["Healthy", "Progressing", "Degraded"]),
+        ("TrafficPolicy", &["Healthy", "Progressing", "Degraded"]),
+        ("MeshConfig", &["Healthy", "Progressing", "Degraded"]),
+        (
+            "Canary",
+            &["Healthy", "Progressing", "Degraded", "Suspended"],
+        ),
+        ("Application", &["Healthy", "Progressing", "Degraded"]),
+    ];
+    for (kind, statuses) in wanted {
+        assert!(kinds.contains(kind), "no health check for {kind}");
+        let covered: BTreeSet<String> =
+            cases(kind).into_iter().map(|c| c.expected.status).collect();
+        for status in statuses {
+            assert!(
+                covered.contains(*status),
+                "{kind}: no fixture expects {status} (covered: {covered:?})"
+            );
+        }
+    }
+}
+
+#[test]
+fn smi_kinds_are_never_suspended_whatever_their_spec_says() {
+    // SMI resources have no way to pause: a `suspend` field is not theirs to read.
+    for check in health_checks().iter().filter(|c| c.kind != "Canary") {
+        for case in cases(&check.kind) {
+            let mut object = read_yaml(&case.input);
+            object["spec"]["suspend"] = Value::Bool(true);
+            let got = run_health_check(&check.script, &object).unwrap();
+            assert_eq!(got, case.expected, "{}", case.input.display());
+        }
+    }
+}
+
+#[test]
+fn a_health_check_sees_arrays_one_based_and_no_nulls_as_under_argocd() {
+    let object = serde_json::json!({
+        "status": {"conditions": [{"type": "First"}, {"type": "Second"}], "gone": null},
+        "metadata": {"generation": 3}
+    });
+    let script = r#"
+        local hs = {}
+        hs.status = "Healthy"
+        hs.message = obj.status.conditions[1].type .. "," .. obj.status.conditions[2].type
+            .. "," .. #obj.status.conditions .. "," .. tostring(obj.status.gone)
+            .. "," .. obj.metadata.generation .. "," .. type(obj.metadata.generation)
+        return hs
+    "#;
+    let got = run_health_check(script, &object).unwrap();
+    assert_eq!(got.message, "First,Second,2,nil,3,number");
+}
+
+#[test]
+fn a_health_check_has_only_the_libraries_argocd_opens() {
+    let script = r#"
+        local hs = {}
+        hs.status = "Healthy"
+        hs.message = type(string.find) .. "," .. type(table.concat) .. "," .. type(math.floor)
+            .. "," .. type(io) .. "," .. type(require)
+        return hs
+    "#;
+    let got = run_health_check(script, &serde_json::json!({})).unwrap();
+    assert_eq!(got.message, "function,function,function,nil,nil");
+}
+
+#[test]
+fn a_health_check_that_returns_no_valid_status_is_an_error() {
+    let err = run_health_check(
+        "local hs = {}\nhs.status = \"Fine\"\nreturn hs",
+        &serde_json::json!({}),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("\"Fine\" is not an ArgoCD health status"),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The argocd-cm snippet
+
+#[test]
+fn the_argocd_cm_snippet_holds_exactly_the_lua_files() {
+    let checks = health_checks();
+    let expected = argocd_cm_snippet(&checks);
+    let path = repo(CM_SNIPPET);
+    if std::env::var_os(REGENERATE).is_some() {
+        fs::write(&path, &expected).unwrap();
+    }
+    let actual = fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        actual == expected,
+        "{CM_SNIPPET} is not what the Lua files make; regenerate it with \
+         `{REGENERATE}=1 cargo test -p trellis-e2e --test argocd_health`"
+    );
+    // What ArgoCD reads: each key's value, as YAML parses it, is the Lua file's text.
+    let cm = read_yaml(&path);
+    let data = cm["data"].as_object().expect("argocd-cm has data");
+    let keys: BTreeSet<&String> = data.keys().collect();
+    let wanted: BTreeSet<String> = checks.iter().map(HealthCheck::argocd_cm_key).collect();
+    assert_eq!(keys, wanted.iter().collect());
+    for check in &checks {
+        assert_eq!(
+            data[&check.argocd_cm_key()].as_str(),
+            Some(check.script.as_str()),
+            "{}",
+            check.argocd_cm_key()
+        );
+    }
+}
+
+/// `argocd-cm` with one `resource.customizations.health.<group>_<Kind>` key per check.
+fn argocd_cm_snippet(checks: &[HealthCheck]) -> String {
+    let mut out = String::from(
+        "# Generated from gitops-examples/argocd/health/*/health.lua; do not edit: change the\n\
+         # Lua files and run `TRELLIS_REGENERATE=1 cargo test -p trellis-e2e --test argocd_health`.\n\
+         # Merge into ArgoCD's argocd-cm (docs/argocd.md):\n\
+         #   kubectl -n argocd patch configmap argocd-cm --patch-file gitops-examples/argocd/argocd-cm-health.yaml\n\
+         apiVersion: v1\n\
+         kind: ConfigMap\n\
+         metadata:\n\
+         \x20 name: argocd-cm\n\
+         \x20 namespace: argocd\n\
+         \x20 labels:\n\
+         \x20   app.kubernetes.io/name: argocd-cm\n\
+         \x20   app.kubernetes.io/part-of: argocd\n\
+         data:\n",
+    );
+    for check in checks {
+        out += &format!("  {}: |\n", check.argocd_cm_key());
+        for line in check.script.lines() {
+            if line.is_empty() {
+                out += "\n";
+            } else {
+                out += &format!("    {line}\n");
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Applications and the ApplicationSet
+
+#[test]
+fn every_application_parses_and_points_at_paths_in_the_repo() {
+    let apps = argocd_objects();
+    assert!(
+        apps.iter()
+            .any(|(_, o)| o["metadata"]["name"] == "trellis-root"),
+        "root.yaml is read"
+    );
+    let mut urls = BTreeSet::new();
+    for (file, app) in &apps {
+        let what = format!("{}: {}", file.display(), app["metadata"]["name"]);
+        assert_eq!(app["apiVersion"], "argoproj.io/v1alpha1", "{what}");
+        assert_eq!(app["metadata"]["namespace"], "argocd", "{what}");
+        let spec = match app["kind"].as_str() {
+            Some("Application") => &app["spec"],
+            Some("ApplicationSet") => &app["spec"]["template"]["spec"],
+            other => panic!("{what}: unexpected kind {other:?}"),
+        };
+        assert_eq!(spec["project"], "default", "{what}");
+        let source = &spec["source"];
+        urls.insert(source["repoURL"].as_str().unwrap_or_default().to_owned());
+        let path = source["path"].as_str().expect("source.path");
+        if app["kind"] == "ApplicationSet" {
+            assert_eq!(
+                path, "{{.path.path}}",
+                "{what}: one app per generated directory"
+            );
+            for generator in app["spec"]["generators"].as_array().unwrap() {
+                urls.insert(generator["git"]["repoURL"].as_str().unwrap().to_owned());
+            }
+            continue;
+        }
+        assert!(
+            repo(path).is_dir(),
+            "{what}: source.path {path} is not a directory"
+        );
+        if let Some(include) = source["directory"]["include"].as_str() {
+            assert!(
+                repo(path).join(include).is_file(),
+                "{what}: directory.include {include} is not a file in {path}"
+            );
+        }
+        if source["helm"].is_object() {
+            assert!(
+                path.starts_with("charts/"),
+                "{what}: helm values on a non-chart"
+            );
+        }
+    }
+    assert_eq!(
+        urls,
+        BTreeSet::from(["https://example.invalid/trellis.git".to_owned()]),
+        "every Application reads the same repository (the placeholder users replace)"
+    );
+}
+
+#[test]
+fn the_application_set_makes_one_application_per_demo_app_directory() {
+    let apps = argocd_objects();
+    let (_, set) = apps
+        .iter()
+        .find(|(_, o)| o["kind"] == "ApplicationSet")
+        .expect("an ApplicationSet");
+    let directories = set["spec"]["generators"][0]["git"]["directories"]
+        .as_array()
+        .unwrap();
+    let mut generated = Vec::new();
+    for d in directories {
+        let pattern = d["path"].as_str().unwrap();
+        let parent = pattern
+            .strip_suffix("/*")
+            .expect("a directory glob such as gitops-examples/apps/*");
+        for entry in fs::read_dir(repo(parent)).unwrap() {
+            let entry = entry.unwrap();
+            if entry.path().is_dir() {
+                generated.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    assert!(generated.contains(&"podinfo".to_owned()), "{generated:?}");
+    assert_eq!(
+        set["spec"]["template"]["metadata"]["name"],
+        "{{.path.basename}}"
+    );
+    assert_eq!(
+        set["spec"]["template"]["spec"]["destination"]["namespace"],
+        "{{.path.basename}}"
+    );
+    let policy = &set["spec"]["template"]["spec"]["syncPolicy"];
+    assert_eq!(policy["automated"]["prune"], true);
+    assert_eq!(policy["automated"]["selfHeal"], true);
+    let options = sync_options(policy);
+    for option in [
+        "ServerSideApply=true",
+        "SkipDryRunOnMissingResource=true",
+        "RespectIgnoreDifferences=true",
+    ] {
+        assert!(options.contains(option), "{option} in {options:?}");
+    }
+    assert!(policy["retry"]["limit"].as_i64().unwrap_or_default() > 0);
+    assert!(policy["retry"]["backoff"]["duration"].is_string());
+}
+
+#[test]
+fn sync_waves_put_the_chart_before_the_mesh_config_before_the_demo_apps() {
+    let waves: BTreeMap<String, i64> = argocd_objects()
+        .iter()
+        .filter(|(_, o)| o["metadata"]["name"] != "trellis-root")
+        .map(|(_, o)| {
+            let wave = o["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
+                .as_str()
+                .unwrap_or("0")
+                .parse()
+                .unwrap();
+            (o["metadata"]["name"].as_str().unwrap().to_owned(), wave)
+        })
+        .collect();
+    assert_eq!(
+        waves,
+        BTreeMap::from([
+            ("trellis".to_owned(), -1),
+            ("trellis-mesh-config".to_owned(), 0),
+            ("trellis-demo-apps".to_owned(), 1),
+        ])
+    );
+}
+
+#[test]
+fn the_chart_app_ignores_what_the_operator_writes_and_keeps_it_on_sync() {
+    let apps = argocd_objects();
+    let (_, chart) = apps
+        .iter()
+        .find(|(_, o)| o["spec"]["source"]["path"] == "charts/trellis")
+        .expect("an Application for charts/trellis");
+    let spec = &chart["spec"];
+    assert_eq!(spec["destination"]["namespace"], "trellis-system");
+    assert_eq!(
+        spec["source"]["helm"]["valuesObject"]["meshConfig"]["create"], false,
+        "the MeshConfig comes from Git, not from the chart"
+    );
+    let options = sync_options(&spec["syncPolicy"]);
+    for option in [
+        "CreateNamespace=true",
+        "ServerSideApply=true",
+        "RespectIgnoreDifferences=true",
+    ] {
+        assert!(options.contains(option), "{option} in {options:?}");
+    }
+    let ignored = spec["ignoreDifferences"].as_array().unwrap();
+    // The SMI CRDs with older versions: the operator sets their conversion webhook.
+    let conversions: BTreeSet<&str> = ignored
+        .iter()
+        .filter(|i| i["kind"] == "CustomResourceDefinition")
+        .map(|i| {
+            assert_eq!(i["jsonPointers"], serde_json::json!(["/spec/conversion"]));
+            i["name"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        conversions,
+        BTreeSet::from([
+            "httproutegroups.specs.smi-spec.io",
+            "tcproutes.specs.smi-spec.io",
+            "trafficsplits.split.smi-spec.io",
+            "traffictargets.access.smi-spec.io",
+        ])
+    );
+    for crd in &conversions {
+        assert!(
+            repo("charts/trellis/crds")
+                .join(format!("{crd}.yaml"))
+                .is_file(),
+            "{crd} is a CRD of the chart"
+        );
+    }
+    // The webhook configurations: the operator patches its CA into them.
+    let webhooks: BTreeMap<&str, &str> = ignored
+        .iter()
+        .filter(|i| i["group"] == "admissionregistration.k8s.io")
+        .map(|i| {
+            assert_eq!(
+                i["jqPathExpressions"],
+                serde_json::json!([".webhooks[]?.clientConfig.caBundle"])
+            );
+            (i["kind"].as_str().unwrap(), i["name"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        webhooks,
+        BTreeMap::from([
+            ("MutatingWebhookConfiguration", "trellis-injection"),
+            ("ValidatingWebhookConfiguration", "trellis-validation"),
+        ])
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The demo apps
+
+#[test]
+fn each_demo_app_is_a_meshed_namespace_whose_canary_split_is_not_in_git() {
+    let apps_dir = repo("gitops-examples/apps");
+    for entry in fs::read_dir(&apps_dir).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let objects: Vec<Value> = yaml_files(&dir)
+            .iter()
+            .flat_map(|f| read_yaml_documents(f))
+            .collect();
+        let find = |kind: &str, object: &str| {
+            objects
+                .iter()
+                .any(|o| o["kind"] == kind && o["metadata"]["name"] == object)
+        };
+        let namespace = objects
+            .iter()
+            .find(|o| o["kind"] == "Namespace")
+            .unwrap_or_else(|| panic!("{name}: no Namespace"));
+        assert_eq!(namespace["metadata"]["name"], name.as_str());
+        assert_eq!(
+            namespace["metadata"]["labels"]["trellis.dev/inject"], "enabled",
+            "{name}: the namespace opts in to sidecar injection"
+        );
+        for canary in objects.iter().filter(|o| o["kind"] == "Canary") {
+            let spec = &canary["spec"];
+            for backend in ["service", "stable", "canary"] {
+                let service = spec[backend].as_str().unwrap();
+                assert!(find("Service", service), "{name}: no Service {service}");
+            }
+            let split = spec["trafficSplit"]
+                .as_str()
+                .or(canary["metadata"]["name"].as_str())
+                .unwrap();
+            assert!(
+                !find("TrafficSplit", split),
+                "{name}: the Canary's TrafficSplit {split} is generated by the operator; it must not be in Git"
+            );
+        }
+        for kind in ["HTTPRouteGroup", "TrafficTarget", "Canary", "Deployment"] {
+            assert!(
+                objects.iter().any(|o| o["kind"] == kind),
+                "{name}: no {kind}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Running a health check as ArgoCD does
+
+/// One `health.lua` under gitops-examples/argocd/health/<group>_<Kind>/.
+struct HealthCheck {
+    group: String,
+    kind: String,
+    script: String,
+}
+
+impl HealthCheck {
+    fn argocd_cm_key(&self) -> String {
+        format!(
+            "resource.customizations.health.{}_{}",
+            self.group, self.kind
+        )
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Health {
+    status: String,
+    message: String,
+}
+
+struct Case {
+    input: PathBuf,
+    expected: Health,
+}
+
+/// Every health check, in directory order (the order of the argocd-cm snippet).
+fn health_checks() -> Vec<HealthCheck> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(repo(HEALTH_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    dirs.iter()
+        .map(|dir| {
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let (group, kind) = name
+                .rsplit_once('_')
+                .unwrap_or_else(|| panic!("{name}: health directories are <group>_<Kind>"));
+            HealthCheck {
+                group: group.to_owned(),
+                kind: kind.to_owned(),
+                script: fs::read_to_string(dir.join("health.lua")).unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// The cases of `<FIXTURES>/<kind>/health_test.yaml`.
+fn cases(kind: &str) -> Vec<Case> {
+    let dir = repo(FIXTURES).join(kind);
+    let tests = read_yaml(&dir.join("health_test.yaml"));
+    tests["tests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{kind}/health_test.yaml has no tests"))
+        .iter()
+        .map(|t| Case {
+            input: dir.join(t["inputPath"].as_str().expect("inputPath")),
+            expected: Health {
+                status: t["healthStatus"]["status"].as_str().unwrap().to_owned(),
+                message: t["healthStatus"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            },
+        })
+        .collect()
+}
+
+/// Runs `script` with `obj` set to `object`, as ArgoCD's Lua VM does.
+fn run_health_check(script: &str, object: &Value) -> Result<Health, String> {
+    use mlua::{Lua, LuaOptions, StdLib};
+    let lua = Lua::new_with(
+        StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+        LuaOptions::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let obj = to_lua(&lua, object).map_err(|e| e.to_string())?;
+    lua.globals().set("obj", obj).map_err(|e| e.to_string())?;
+    let hs: mlua::Table = lua
+        .load(script)
+        .set_name("health.lua")
+        .eval()
+        .map_err(|e| format!("the script failed: {e}"))?;
+    let status: Option<String> = hs.get("status").map_err(|e| e.to_string())?;
+    let message: Option<String> = hs.get("message").map_err(|e| e.to_string())?;
+    let status = status.unwrap_or_default();
+    if !STATUSES.contains(&status.as_str()) {
+        return Err(format!(
+            "{status:?} is not an ArgoCD health status (one of {STATUSES:?})"
+        ));
+    }
+    Ok(Health {
+        status,
+        message: message.unwrap_or_default(),
+    })
+}
+
+/// JSON to Lua as ArgoCD converts an object: arrays are 1-based sequences, nulls are left
+/// out (gopher-lua's `Append` and `RawSetString` drop nil), numbers are floats.
+fn to_lua(lua: &mlua::Lua, value: &Value) -> mlua::Result<mlua::Value> {
+    Ok(match value {
+        Value::Null => mlua::Value::Nil,
+        Value::Bool(b) => mlua::Value::Boolean(*b),
+        Value::Number(n) => mlua::Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+        Value::String(s) => mlua::Value::String(lua.create_string(s)?),
+        Value::Array(items) => {
+            let table = lua.create_table()?;
+            for item in items.iter().filter(|i| !i.is_null()) {
+                table.push(to_lua(lua, item)?)?;
+            }
+            mlua::Value::Table(table)
+        }
+        Value::Object(fields) => {
+            let table = lua.create_table()?;
+            for (key, field) in fields {
+                table.set(key.as_str(), to_lua(lua, field)?)?;
+            }
+            mlua::Value::Table(table)
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Files
+
+fn repo(path: &str) -> PathBuf {
+    workspace_root().join(path)
+}
+
+fn read_yaml(path: &Path) -> Value {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn read_yaml_documents(path: &Path) -> Vec<Value> {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// root.yaml and every object in argocd/apps/, with their files.
+fn argocd_objects() -> Vec<(PathBuf, Value)> {
+    let mut files = vec![repo("gitops-examples/argocd/root.yaml")];
+    files.extend(yaml_files(&repo("gitops-examples/argocd/apps")));
+    files
+        .into_iter()
+        .flat_map(|f| {
+            read_yaml_documents(&f)
+                .into_iter()
+                .map(move |o| (f.clone(), o))
+        })
+        .collect()
+}
+
+fn sync_options(policy: &Value) -> BTreeSet<String> {
+    policy["syncOptions"]
+        .as_array()
+        .map(|o| {
+            o.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
