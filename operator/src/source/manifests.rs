@@ -52,21 +52,37 @@ pub fn read(
 }
 
 fn convert(object: &Object, origin: Origin) -> Option<SourceObject> {
-    let value = &object.doc.value;
+    from_value(&object.doc.value, origin, &|field| {
+        Some(object.doc.line_of(field))
+    })
+}
+
+/// The index object one Kubernetes object (as JSON) is: Services, Namespaces and every
+/// SMI and Trellis kind; `None` for other kinds. `line_of` gives the line of a field when
+/// the object was read from a file, so that `origin` points at the first bad one.
+pub fn from_value(
+    value: &serde_json::Value,
+    origin: Origin,
+    line_of: &dyn Fn(&str) -> Option<usize>,
+) -> Option<SourceObject> {
     let at = |p: &Problem| Origin {
-        line: Some(object.doc.line_of(&p.field)),
+        line: line_of(&p.field).or(origin.line),
         ..origin.clone()
     };
-    match (object.api_version(), object.kind()) {
+    let api_version = value["apiVersion"].as_str().unwrap_or_default();
+    let kind = value["kind"].as_str().unwrap_or_default();
+    let name = value["metadata"]["name"].as_str().unwrap_or_default();
+    let namespace = value["metadata"]["namespace"].as_str();
+    match (api_version, kind) {
         ("v1", "Service") => Some(
             match serde_json::from_value::<core::Service>(value.clone()) {
                 Ok(s) => match from_k8s::service(&s) {
                     Ok(s) => SourceObject::Service(s),
-                    Err(p) => invalid_service(object, at(&p), p),
+                    Err(p) => invalid_service(namespace, name, at(&p), p),
                 },
                 Err(e) => {
                     let p = Problem::error("spec", e.to_string());
-                    invalid_service(object, origin, p)
+                    invalid_service(namespace, name, origin, p)
                 }
             },
         ),
@@ -95,8 +111,8 @@ fn convert(object: &Object, origin: Origin) -> Option<SourceObject> {
                         resource: ResourceRef {
                             kind: served_kind(kind),
                             namespace: (kind != "MeshConfig")
-                                .then(|| object.namespace().unwrap_or(DEFAULT_NAMESPACE).into()),
-                            name: object.name().into(),
+                                .then(|| namespace.unwrap_or(DEFAULT_NAMESPACE).into()),
+                            name: name.into(),
                         },
                         origin: at(&problem),
                         problems: vec![problem],
@@ -110,12 +126,17 @@ fn convert(object: &Object, origin: Origin) -> Option<SourceObject> {
 
 /// A Service that cannot be read is reported like a resource; the index keeps no Service
 /// for it (Services carry no "last good" version: they are plain Kubernetes objects).
-fn invalid_service(object: &Object, origin: Origin, problem: Problem) -> SourceObject {
+fn invalid_service(
+    namespace: Option<&str>,
+    name: &str,
+    origin: Origin,
+    problem: Problem,
+) -> SourceObject {
     SourceObject::Invalid {
         resource: ResourceRef {
             kind: "Service",
-            namespace: Some(object.namespace().unwrap_or(DEFAULT_NAMESPACE).into()),
-            name: object.name().into(),
+            namespace: Some(namespace.unwrap_or(DEFAULT_NAMESPACE).into()),
+            name: name.into(),
         },
         origin,
         problems: vec![problem],
