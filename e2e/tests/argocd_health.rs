@@ -101,6 +101,7 @@ fn canary_and_the_smi_kinds_are_tested_healthy_progressing_and_degraded_and_cana
         ("TrafficTarget", &["Healthy", "Progressing", "Degraded"]),
         ("HTTPRouteGroup", &["Healthy", "Progressing", "Degraded"]),
         ("TCPRoute", &["Healthy", "Progressing", "Degraded"]),
+        ("UDPRoute", &["Healthy", "Progressing", "Degraded"]),
         ("TrafficPolicy", &["Healthy", "Progressing", "Degraded"]),
         ("MeshConfig", &["Healthy", "Progressing", "Degraded"]),
         (
