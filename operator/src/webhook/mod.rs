@@ -2,4 +2,8 @@
 
 pub mod certs;
 pub mod convert;
+pub mod secret;
 pub mod validate;
+
+#[cfg(test)]
+pub(crate) mod mock_api;
