@@ -1,5 +1,6 @@
 //! Admission webhooks served by the operator in Kubernetes mode.
 
+pub mod ca_bundle;
 pub mod certs;
 pub mod convert;
 pub mod secret;
