@@ -4,6 +4,7 @@ pub mod ca_bundle;
 pub mod certs;
 pub mod convert;
 pub mod secret;
+pub mod server;
 pub mod validate;
 
 #[cfg(test)]
