@@ -154,4 +154,4 @@ pub async fn serve_with<H: Handshake>(listener: TcpListener, handshake: H, route
 
 #[cfg(test)]
 #[path = "server_tests.rs"]
-mod tests;
+pub(super) mod tests;

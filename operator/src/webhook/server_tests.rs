@@ -7,7 +7,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 
-pub(super) fn mk_conversion_review() -> Value {
+pub(crate) fn mk_conversion_review() -> Value {
     json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "ConversionReview",
@@ -24,7 +24,7 @@ pub(super) fn mk_conversion_review() -> Value {
     })
 }
 
-pub(super) fn mk_admission_review() -> Value {
+pub(crate) fn mk_admission_review() -> Value {
     json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
