@@ -25,6 +25,7 @@
 pub mod ca_bundle;
 pub mod certs;
 pub mod convert;
+pub mod refresh;
 pub mod secret;
 pub mod server;
 // `tls` needs `tokio-rustls.workspace = true` in operator/Cargo.toml (a shared file):
@@ -33,6 +34,7 @@ pub mod validate;
 
 pub use ca_bundle::{Patched, patch_all};
 pub use certs::ServingCert;
+pub use refresh::keep_fresh;
 pub use secret::load_or_create;
 pub use server::{Handler, Handshake, Plain, Routes, serve_with};
 
