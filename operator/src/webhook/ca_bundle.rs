@@ -22,9 +22,13 @@ use super::certs::SERVICE;
 pub const FIELD_MANAGER: &str = "trellis-operator";
 
 /// ValidatingWebhookConfiguration and its webhook (path `/validate`).
-pub const VALIDATING: (&str, &str) = ("trellis-validation", "validate.trellis.dev");
-/// MutatingWebhookConfiguration and its webhook (path `/inject`).
-pub const MUTATING: (&str, &str) = ("trellis-injection", "inject.trellis.dev");
+pub const VALIDATING: (&str, &[&str]) = ("trellis-validation", &["validate.trellis.dev"]);
+/// MutatingWebhookConfiguration and its webhooks (both path `/inject`: one for labelled
+/// namespaces, one for labelled pods elsewhere).
+pub const MUTATING: (&str, &[&str]) = (
+    "trellis-injection",
+    &["inject.trellis.dev", "inject-pod.trellis.dev"],
+);
 /// The CRDs converted by `/convert`: the SMI kinds with more than one version.
 pub const CONVERTED_CRDS: [&str; 4] = [
     "trafficsplits.split.smi-spec.io",
@@ -87,16 +91,20 @@ pub async fn patch_all(
     Ok(done)
 }
 
-/// The apply body of a webhook configuration: its one webhook's `caBundle`.
+/// The apply body of a webhook configuration: its webhooks' `caBundle`.
 fn webhook_body<K: Resource<DynamicType = ()>>(
-    (config, webhook): (&str, &str),
+    (config, webhooks): (&str, &[&str]),
     ca_bundle: &str,
 ) -> Value {
+    let webhooks: Vec<Value> = webhooks
+        .iter()
+        .map(|name| json!({"name": name, "clientConfig": {"caBundle": ca_bundle}}))
+        .collect();
     json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "metadata": {"name": config},
-        "webhooks": [{"name": webhook, "clientConfig": {"caBundle": ca_bundle}}],
+        "webhooks": webhooks,
     })
 }
 

@@ -17,13 +17,24 @@ fn metadata_of(name: &str) -> Value {
     json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": {"name": name}})
 }
 
-/// The webhook configuration bodies the operator applies.
-fn webhook_apply(kind: &str, config: &str, webhook: &str) -> Value {
+fn vwc_apply() -> Value {
     json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": kind,
-        "metadata": {"name": config},
-        "webhooks": [{"name": webhook, "clientConfig": {"caBundle": CA_BUNDLE}}]
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "trellis-validation"},
+        "webhooks": [{"name": "validate.trellis.dev", "clientConfig": {"caBundle": CA_BUNDLE}}]
+    })
+}
+
+fn mwc_apply() -> Value {
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "trellis-injection"},
+        "webhooks": [
+            {"name": "inject.trellis.dev", "clientConfig": {"caBundle": CA_BUNDLE}},
+            {"name": "inject-pod.trellis.dev", "clientConfig": {"caBundle": CA_BUNDLE}}
+        ]
     })
 }
 
@@ -79,17 +90,9 @@ fn the_bundle_is_the_pem_in_base64() {
 #[tokio::test]
 async fn both_webhook_configurations_and_the_four_crds_get_the_ca_bundle() {
     let done = run(async |mut api| {
-        let vwc = webhook_apply(
-            "ValidatingWebhookConfiguration",
-            "trellis-validation",
-            "validate.trellis.dev",
-        );
+        let vwc = vwc_apply();
         expect_patch(&mut api, VWC, "trellis-validation", vwc).await;
-        let mwc = webhook_apply(
-            "MutatingWebhookConfiguration",
-            "trellis-injection",
-            "inject.trellis.dev",
-        );
+        let mwc = mwc_apply();
         expect_patch(&mut api, MWC, "trellis-injection", mwc).await;
         expect_crds(&mut api).await;
         api.expect_none().await;
@@ -115,11 +118,7 @@ async fn both_webhook_configurations_and_the_four_crds_get_the_ca_bundle() {
 #[tokio::test]
 async fn a_chart_installed_without_injection_is_patched_without_it() {
     let done = run(async |mut api| {
-        let vwc = webhook_apply(
-            "ValidatingWebhookConfiguration",
-            "trellis-validation",
-            "validate.trellis.dev",
-        );
+        let vwc = vwc_apply();
         expect_patch(&mut api, VWC, "trellis-validation", vwc).await;
         api.expect(
             "GET",
