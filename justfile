@@ -16,6 +16,16 @@ crds:
 crds-check:
     cargo run -p trellis-operator -- crds --check charts/trellis/crds
 
+# Regenerate the Helm chart's values.schema.json from operator/src/chart/values.rs.
+values-schema:
+    cargo run -p trellis-operator -- values-schema --out charts/trellis/values.schema.json
+
+# Real-cluster e2e: kind or k3d, docker or podman; builds the images, installs the chart,
+# applies the GitOps examples and runs the local e2e's scenarios (docs/e2e-kind.md).
+# The project's CI cannot run it (no container runtime there).
+e2e-kind *args:
+    bash e2e/kind/run.sh {{args}}
+
 # Validate a tree of manifests (default: the examples).
 validate path="gitops-examples":
     cargo run -p trellis-operator -- validate {{path}}

@@ -205,7 +205,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
 }
 
 /// Trust domain and workload certificate lifetime from the MeshConfig in force.
-fn identity_settings(snapshot: &Snapshot) -> IdentitySettings {
+pub(crate) fn identity_settings(snapshot: &Snapshot) -> IdentitySettings {
     let mesh = snapshot.reader().mesh_config();
     let defaults = IdentitySettings::default();
     IdentitySettings {

@@ -10,6 +10,16 @@ use crate::source::git::{self, auth::CredentialFiles, repo::Reference};
 
 /// Run the Trellis control plane.
 ///
+/// Kubernetes mode (`--kube`, as the Helm chart runs it): Services, EndpointSlices, Pods,
+/// Namespaces and the SMI/Trellis resources come from the API server (in a Pod: its
+/// ServiceAccount; elsewhere: KUBECONFIG or ~/.kube/config); status conditions and Events
+/// are written by the replica holding the Lease `trellis-operator`; proxies prove their
+/// identity with projected ServiceAccount tokens (TokenReview); the admission webhooks
+/// (CRD conversion, validation, sidecar injection) are served on `--webhook`.
+///
+///   trellis operator --kube --namespace trellis-system --webhook 0.0.0.0:9443 \
+///       --inject-config /etc/trellis/inject.yaml --data-dir /var/run/trellis
+///
 /// Local mode (`--local`, no Kubernetes): Services and SMI/Trellis resources come from a
 /// Git repository (`--git`, the source of truth: each commit is applied whole or refused
 /// whole, and the last good commit stays in force) or from a plain directory
@@ -31,12 +41,45 @@ use crate::source::git::{self, auth::CredentialFiles, repo::Reference};
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Run without Kubernetes (the only mode so far).
-    #[arg(long, required = true)]
+    /// Run without Kubernetes: manifests from Git or a directory, proxies register.
+    #[arg(long, conflicts_with = "kube", required_unless_present = "kube")]
     local: bool,
+    /// Run against the Kubernetes API server (as the Helm chart does).
+    #[arg(long, conflicts_with_all = ["git", "manifests"])]
+    kube: bool,
+    /// Kubernetes mode: the operator's namespace (its Secrets, Lease and Service).
+    #[arg(
+        long,
+        value_name = "NS",
+        env = "POD_NAMESPACE",
+        default_value = "trellis-system",
+        requires = "kube"
+    )]
+    namespace: String,
+    /// Kubernetes mode: this replica's name in the Lease and on Events.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "POD_NAME",
+        default_value = "trellis-operator",
+        requires = "kube"
+    )]
+    instance: String,
+    /// Kubernetes mode: HTTPS address of the admission webhooks (/convert, /validate, /inject).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0:9443",
+        requires = "kube"
+    )]
+    webhook: SocketAddr,
+    /// Kubernetes mode: the injection settings (the chart's ConfigMap trellis-inject);
+    /// defaults without it.
+    #[arg(long, value_name = "FILE", requires = "kube")]
+    inject_config: Option<PathBuf>,
     /// Git repository holding the manifests: https://, ssh://, user@host:path, file:// or
     /// a local path.
-    #[arg(long, value_name = "URL|PATH", required_unless_present = "manifests")]
+    #[arg(long, value_name = "URL|PATH", required_unless_present_any = ["manifests", "kube"])]
     git: Option<String>,
     /// Branch to follow (default: main).
     #[arg(long, value_name = "BRANCH", conflicts_with_all = ["tag", "commit"], requires = "git")]
@@ -138,11 +181,13 @@ impl Args {
 }
 
 pub fn run(args: Args) -> u8 {
-    let _ = args.local;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    if args.kube {
+        return runtime.block_on(run_kube(args));
+    }
     runtime.block_on(async {
         let settings = local::Settings {
             source: args.source(),
@@ -162,13 +207,42 @@ pub fn run(args: Args) -> u8 {
             "trellis operator listening grpc={} admin={}",
             running.grpc, running.admin
         );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        eprintln!("trellis operator: stopping");
+        until_stopped().await;
         exit::OK
     })
+}
+
+async fn run_kube(args: Args) -> u8 {
+    let settings = crate::cluster::run::Settings {
+        namespace: args.namespace,
+        instance: args.instance,
+        data_dir: args.data_dir,
+        grpc: args.listen,
+        admin: args.admin,
+        webhook: args.webhook,
+        inject_config: args.inject_config,
+    };
+    let running = match crate::cluster::run::start(settings).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("trellis operator: {e:#}");
+            return exit::USAGE;
+        }
+    };
+    println!(
+        "trellis operator (kubernetes) listening grpc={} admin={} webhook={}",
+        running.grpc, running.admin, running.webhook
+    );
+    until_stopped().await;
+    exit::OK
+}
+
+async fn until_stopped() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("trellis operator: stopping");
 }

@@ -8,11 +8,16 @@
 //! ```
 
 pub mod ca_secret;
+pub mod canary_splits;
 pub mod follow;
 pub mod kinds;
 pub mod lease;
 pub mod pods;
+pub mod run;
+#[cfg(test)]
+mod scenarios;
 pub mod slices;
 pub mod status;
 pub mod token_review;
 pub mod watch;
+pub mod webhooks;

@@ -13,8 +13,7 @@ use trellis_proxy_api::ports;
 use crate::index::from_k8s::protocol_hint;
 use crate::index::{ObjKey, Workload, WorkloadPort};
 
-/// The name of the injected proxy container (`trellis inject`, the injection webhook).
-pub const PROXY_CONTAINER: &str = "trellis-proxy";
+use crate::inject::names::PROXY_CONTAINER;
 
 /// The workload a Pod is; `None` while it has no address or once it has finished (its
 /// workload, if any, is then removed).

@@ -3,6 +3,8 @@
 //! backoff on its own (kube-runtime); errors are logged and counted, never fatal.
 
 use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -18,6 +20,23 @@ use super::follow::{
 };
 use super::kinds::Installed;
 use crate::index::Index;
+use crate::source::SharedStatus;
+
+/// Marks the source synced once every watcher has listed its kind once.
+#[derive(Clone)]
+pub struct Synced {
+    pending: Arc<AtomicUsize>,
+    status: SharedStatus,
+}
+
+impl Synced {
+    fn listed(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            status.synced = true;
+        }
+    }
+}
 
 /// Starts every watcher: Namespaces, Services, Pods, EndpointSlices, and each installed
 /// SMI/Trellis kind. `errors` counts watch errors by kind.
@@ -27,8 +46,14 @@ pub fn spawn_all(
     observed: &ObservedObjects,
     index: &Index,
     errors: &IntCounterVec,
+    status: &SharedStatus,
     tasks: &mut tokio::task::JoinSet<()>,
 ) {
+    let synced = Synced {
+        pending: Arc::new(AtomicUsize::new(4 + installed.len())),
+        status: status.clone(),
+    };
+    let errors = (errors.clone(), synced);
     tasks.spawn(follow(
         Api::<core::Namespace>::all(client.clone()),
         "Namespace",
@@ -79,18 +104,24 @@ async fn follow<K, F>(
     kind: &'static str,
     follower: F,
     index: Index,
-    errors: IntCounterVec,
+    (errors, synced): (IntCounterVec, Synced),
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     F: Follower<K> + Send + 'static,
 {
     let mut relist = Relist::new(follower);
+    let mut first_list = true;
     let mut events = Box::pin(watcher(api, watcher::Config::default()).default_backoff());
     while let Some(event) = events.next().await {
         match event {
             Ok(event) => {
+                let done = matches!(event, watcher::Event::InitDone);
                 for update in relist.event(event) {
                     index.update(update);
+                }
+                if done && std::mem::take(&mut first_list) {
+                    index.flush().await;
+                    synced.listed();
                 }
             }
             Err(e) => {

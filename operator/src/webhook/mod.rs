@@ -28,8 +28,7 @@ pub mod convert;
 pub mod refresh;
 pub mod secret;
 pub mod server;
-// `tls` needs `tokio-rustls.workspace = true` in operator/Cargo.toml (a shared file):
-// with it, declare `pub mod tls;` and re-export `pub use tls::{Tls, TlsError, serve};`.
+pub mod tls;
 pub mod validate;
 
 pub use ca_bundle::{Patched, patch_all};
@@ -37,6 +36,7 @@ pub use certs::ServingCert;
 pub use refresh::keep_fresh;
 pub use secret::load_or_create;
 pub use server::{Handler, Handshake, Plain, Routes, serve_with};
+pub use tls::{Tls, TlsError, serve};
 
 #[cfg(test)]
 pub(crate) mod mock_api;
