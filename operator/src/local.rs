@@ -136,17 +136,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             settings.data_dir.display()
         )
     })?;
-    let mut snapshots = index.watch();
-    tasks.spawn(async move {
-        while snapshots.changed().await.is_ok() {
-            let settings = identity_settings(&snapshots.borrow_and_update());
-            identity_tx.send_if_modified(|s| {
-                let changed = *s != settings;
-                *s = settings;
-                changed
-            });
-        }
-    });
+    tasks.spawn(follow_identity_settings(index.clone(), identity_tx));
 
     // Workloads registered before a restart are back before any proxy asks for a config.
     std::fs::create_dir_all(&settings.data_dir)
@@ -202,6 +192,22 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         discovery,
         _tasks: tasks,
     })
+}
+
+/// Keeps the Identity server's settings in step with the MeshConfig in force.
+pub(crate) async fn follow_identity_settings(
+    index: Index,
+    identity_tx: watch::Sender<IdentitySettings>,
+) {
+    let mut snapshots = index.watch();
+    while snapshots.changed().await.is_ok() {
+        let settings = identity_settings(&snapshots.borrow_and_update());
+        identity_tx.send_if_modified(|s| {
+            let changed = *s != settings;
+            *s = settings;
+            changed
+        });
+    }
 }
 
 /// Trust domain and workload certificate lifetime from the MeshConfig in force.

@@ -114,6 +114,19 @@ pub fn pick(kind: &Kind, crd: &CustomResourceDefinition) -> Result<Installed, No
         })
 }
 
+/// TrafficSplit as Trellis' own CRD installs it (tests).
+#[cfg(test)]
+pub fn split_hub() -> Installed {
+    Installed {
+        kind: all()
+            .into_iter()
+            .find(|k| k.kind == "TrafficSplit")
+            .unwrap(),
+        version: "v1alpha4",
+        status: true,
+    }
+}
+
 /// Reads the installed CRDs: the kinds to watch, and why the others are not.
 pub async fn discover(client: &Client) -> kube::Result<(Vec<Installed>, Vec<NotWatched>)> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());

@@ -119,17 +119,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let ca = CaStore::load(&settings.data_dir)?.watch(identity::store::POLL);
     let validator: Arc<dyn TokenValidator> = Arc::new(TokenReviewer::new(client.clone()));
     let identity_server = IdentityServer::new(ca, validator, identity_rx, &metrics.registry)?;
-    let mut snapshots = index.watch();
-    tasks.spawn(async move {
-        while snapshots.changed().await.is_ok() {
-            let settings = identity_settings(&snapshots.borrow_and_update());
-            identity_tx.send_if_modified(|s| {
-                let changed = *s != settings;
-                *s = settings;
-                changed
-            });
-        }
-    });
+    tasks.spawn(crate::local::follow_identity_settings(
+        index.clone(),
+        identity_tx,
+    ));
 
     let (mut canaries, _) =
         crate::canary::controller::Controller::new(index.clone(), metrics.clone())

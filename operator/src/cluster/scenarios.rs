@@ -16,14 +16,7 @@ use crate::index::{Index, Options, Snapshot};
 use crate::webhook::mock_api;
 
 fn split_kind() -> Installed {
-    Installed {
-        kind: kinds::all()
-            .into_iter()
-            .find(|k| k.kind == "TrafficSplit")
-            .unwrap(),
-        version: "v1alpha4",
-        status: true,
-    }
+    kinds::split_hub()
 }
 
 const SPLIT_STATUS: &str = "/apis/split.smi-spec.io/v1alpha4/namespaces/shop/trafficsplits/web/status?&force=true&fieldManager=trellis-operator";

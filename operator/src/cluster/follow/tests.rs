@@ -4,14 +4,7 @@ use super::*;
 use crate::cluster::kinds;
 
 fn split_kind() -> Installed {
-    Installed {
-        kind: kinds::all()
-            .into_iter()
-            .find(|k| k.kind == "TrafficSplit")
-            .unwrap(),
-        version: "v1alpha4",
-        status: true,
-    }
+    kinds::split_hub()
 }
 
 fn resources() -> Resources {
